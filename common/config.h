@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The policy file, /etc/mamori/mamori.conf (libconfig syntax), read by every
+ * component through this one parser. Parsing is strict: an unknown key, a value
+ * of the wrong type or out of range is an error naming file, line and key, and
+ * nothing of a bad file is used. Keys left out keep the built-in defaults, so an
+ * empty file is valid and means "all defaults".
+ *
+ * Adding a key: a field here plus one row in the table in config.c.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Largest policy file accepted, in bytes (libconfig counts lines in 16 bits). */
+#define MAMORI_CONFIG_MAX_SIZE (60 * 1024)
+
+typedef struct mamori_config {
+        char *path;                     /* file it was read from, or NULL for built-in defaults */
+        struct {
+                char *admin_group;      /* default "mamori-admin"   (operations manager) */
+                char *manager_group;    /* default "mamori-manager" (media-use manager)  */
+                char *auditor_group;    /* default "mamori-auditor" (manager's superior)  */
+                char *agent_user;       /* default "root": may submit evidence besides root */
+        } roles;
+        struct {
+                uint32_t checkpoint_records;  /* default 1000, 1..1000000: sign a checkpoint every N records */
+                uint32_t checkpoint_seconds;  /* default 10, 1..86400: ...or every T seconds */
+                uint32_t epoch_seconds;       /* default 86400, 60..31622400: new epoch key this often */
+                uint32_t retention_media_days;      /* default 1827, min 1827 (5 y, R-EV-1/R-EV-11), max 36525 */
+                uint32_t retention_login_days;      /* default 1827, min 1827 (R-EV-5), max 36525 */
+                uint32_t retention_permission_days; /* default 366, min 366 (1 y, R-EV-3), max 36525 */
+                uint32_t retention_admin_days;      /* default 1827, min 366, max 36525 */
+                bool journal;                 /* default true: copy records to the journal */
+        } evidence;
+} mamori_config;
+
+/* Built-in defaults. Returns 0 or -ENOMEM. */
+int mamori_config_new_default(mamori_config **ret);
+/* Parses path strictly. Returns 0, -ENOENT when the file is missing (ret_error set too),
+ * -EINVAL on any problem with *ret_error = "FILE:LINE: KEY: what is wrong" (malloc'd),
+ * -ENOMEM. Other I/O errors return their -errno with *ret_error = "FILE: reason".
+ * ret_error may be NULL. On failure *ret is untouched. */
+int mamori_config_load(const char *path, mamori_config **ret, char **ret_error);
+void mamori_config_free(mamori_config *c);   /* accepts NULL */
