@@ -1,0 +1,716 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The age payload: a 16-byte nonce, then ChaCha20-Poly1305 STREAM chunks of 64 KiB
+ * under HKDF(file key, nonce, "payload"); the nonce of chunk i is i as an 11-byte
+ * big-endian counter followed by 0x01 on the final chunk, 0x00 otherwise. The
+ * final chunk is the one followed by end of file; it is empty only when the whole
+ * payload is.
+ *
+ * Chunks are independent, so a ring of slots (batches of chunks) is filled by the
+ * calling thread, sealed or opened in place by worker threads, and written out in
+ * order by the calling thread: constant memory, every core busy.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "age-internal.h"
+
+#define CHUNK MAMORI_AGE_CHUNK_SIZE
+#define CCHUNK (MAMORI_AGE_CHUNK_SIZE + AGE_TAG_SIZE)
+#define BATCH 16 /* chunks per slot: 1 MiB of work per hand-off */
+
+enum { SLOT_FREE, SLOT_FILLED, SLOT_DONE };
+
+typedef struct slot {
+        uint8_t *buf;          /* BATCH chunks, each at i*CCHUNK, tag after its data */
+        uint32_t len[BATCH];   /* bytes in chunk i: plaintext (sealing) or ciphertext (opening) */
+        unsigned n;            /* chunks used */
+        uint64_t first;        /* counter of chunk 0 */
+        bool last;             /* chunk n-1 is the file's final chunk */
+        int state;             /* SLOT_*, under the pipeline lock when threaded */
+        int error;
+} slot;
+
+typedef struct pipeline {
+        bool decrypt;
+        const uint8_t *key; /* payload key, in the owner's sodium memory */
+        int out_fd;
+        slot *slots;
+        unsigned n_slots;
+        pthread_t *threads;
+        unsigned n_threads;
+        pthread_mutex_t lock;
+        pthread_cond_t work, done;
+        uint64_t submitted, taken, written;
+        bool stop;
+} pipeline;
+
+/* Input with what the header reader read past the header, and one byte of pushback. */
+typedef struct source {
+        int fd;
+        uint8_t *pre;
+        size_t pre_len, pre_off;
+        int pushback;
+} source;
+
+/* Keys of one file; sodium_malloc'd. */
+typedef struct payload_keys {
+        uint8_t file_key[MAMORI_AGE_FILE_KEY_SIZE];
+        uint8_t payload_key[AGE_KEY_SIZE];
+} payload_keys;
+
+struct mamori_age_writer {
+        pipeline p;
+        payload_keys *keys;
+        slot *cur;
+        uint64_t counter; /* counter of the first chunk of the next slot */
+        int error;
+        bool finished;
+};
+
+struct mamori_age_reader {
+        source in;
+        payload_keys *keys;
+        uint8_t *chunk;
+        size_t plen, off;
+        uint64_t counter;
+        bool done;
+        int error;
+};
+
+/* STREAM nonce: 11-byte big-endian counter, then the last-chunk flag. */
+static void stream_nonce(uint8_t nonce[12], uint64_t counter, bool last)
+{
+        memset(nonce, 0, 12);
+        for (int i = 0; i < 8; i++)
+                nonce[10 - i] = (uint8_t) (counter >> (8 * i));
+        nonce[11] = last;
+}
+
+/* Seals plen bytes at p in place; the tag goes right after them. */
+static void chunk_seal(const uint8_t *key, uint64_t counter, bool last, uint8_t *p, size_t plen)
+{
+        uint8_t nonce[12];
+
+        stream_nonce(nonce, counter, last);
+        crypto_aead_chacha20poly1305_ietf_encrypt_detached(p, p + plen, NULL, p, plen, NULL, 0, NULL,
+                                                           nonce, key);
+}
+
+/* Opens clen bytes at p in place. Returns the plaintext length or -EBADMSG. */
+static ssize_t chunk_open(const uint8_t *key, uint64_t counter, bool last, uint8_t *p, size_t clen)
+{
+        uint8_t nonce[12];
+
+        if (clen < AGE_TAG_SIZE)
+                return -EBADMSG;
+        stream_nonce(nonce, counter, last);
+        if (crypto_aead_chacha20poly1305_ietf_decrypt_detached(p, NULL, p, clen - AGE_TAG_SIZE,
+                                                               p + clen - AGE_TAG_SIZE, NULL, 0, nonce,
+                                                               key) != 0)
+                return -EBADMSG;
+        /* Only an empty file ends in an empty chunk: a full final chunk is never
+         * followed by an empty one (age before v1.0 wrote that; refuse it). */
+        if (last && clen == AGE_TAG_SIZE && counter != 0)
+                return -EBADMSG;
+        return clen - AGE_TAG_SIZE;
+}
+
+/* Seals or opens every chunk of a slot; runs on a worker or inline. */
+static void slot_process(const pipeline *p, slot *s)
+{
+        for (unsigned i = 0; i < s->n; i++) {
+                bool last = s->last && i == s->n - 1;
+                uint8_t *c = s->buf + (size_t) i * CCHUNK;
+
+                if (!p->decrypt) {
+                        chunk_seal(p->key, s->first + i, last, c, s->len[i]);
+                        continue;
+                }
+                ssize_t n = chunk_open(p->key, s->first + i, last, c, s->len[i]);
+                if (n < 0) {
+                        s->error = (int) n;
+                        return;
+                }
+        }
+}
+
+/* write(2) until done. Returns 0 or -errno. */
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -EIO;
+                p += n;
+                len -= n;
+        }
+        return 0;
+}
+
+/* Worker thread: takes filled slots in submission order and processes them. */
+static void *worker_main(void *arg)
+{
+        pipeline *p = arg;
+
+        pthread_mutex_lock(&p->lock);
+        for (;;) {
+                while (!p->stop && p->taken == p->submitted)
+                        pthread_cond_wait(&p->work, &p->lock);
+                if (p->stop)
+                        break;
+                slot *s = &p->slots[p->taken++ % p->n_slots];
+                pthread_mutex_unlock(&p->lock);
+                slot_process(p, s);
+                pthread_mutex_lock(&p->lock);
+                s->state = SLOT_DONE;
+                pthread_cond_broadcast(&p->done);
+        }
+        pthread_mutex_unlock(&p->lock);
+        return NULL;
+}
+
+/* Stops the workers and frees the slots. Safe on a zeroed or half-made pipeline. */
+static void pipeline_done(pipeline *p)
+{
+        if (p->threads) {
+                pthread_mutex_lock(&p->lock);
+                p->stop = true;
+                pthread_cond_broadcast(&p->work);
+                pthread_mutex_unlock(&p->lock);
+                for (unsigned i = 0; i < p->n_threads; i++)
+                        pthread_join(p->threads[i], NULL);
+                free(p->threads);
+                pthread_cond_destroy(&p->work);
+                pthread_cond_destroy(&p->done);
+                pthread_mutex_destroy(&p->lock);
+        }
+        for (unsigned i = 0; p->slots && i < p->n_slots; i++) {
+                if (p->slots[i].buf)
+                        sodium_memzero(p->slots[i].buf, (size_t) BATCH * CCHUNK);
+                free(p->slots[i].buf);
+        }
+        free(p->slots);
+        *p = (pipeline) {};
+}
+
+/* Sets up slots and threads: threads 0 means online CPUs, 1 means none (inline). */
+static int pipeline_init(pipeline *p, bool decrypt, const uint8_t *key, int out_fd, unsigned threads)
+{
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+        *p = (pipeline) { .decrypt = decrypt, .key = key, .out_fd = out_fd };
+        if (threads == 0)
+                threads = cpus > 0 ? (unsigned) cpus : 1;
+        threads = threads > 64 ? 64 : threads;
+        p->n_threads = threads > 1 ? threads : 0;
+        p->n_slots = p->n_threads ? 2 * p->n_threads + 1 : 1;
+        p->slots = calloc(p->n_slots, sizeof(slot));
+        if (!p->slots)
+                return -ENOMEM;
+        for (unsigned i = 0; i < p->n_slots; i++) {
+                p->slots[i].buf = malloc((size_t) BATCH * CCHUNK);
+                if (!p->slots[i].buf)
+                        return -ENOMEM;
+        }
+        if (!p->n_threads)
+                return 0;
+        p->threads = calloc(p->n_threads, sizeof(pthread_t));
+        if (!p->threads)
+                return -ENOMEM;
+        pthread_mutex_init(&p->lock, NULL);
+        pthread_cond_init(&p->work, NULL);
+        pthread_cond_init(&p->done, NULL);
+        for (unsigned i = 0; i < p->n_threads; i++) {
+                int r = pthread_create(&p->threads[i], NULL, worker_main, p);
+                if (r != 0) {
+                        p->n_threads = i; /* join only those that started */
+                        return -r;
+                }
+        }
+        return 0;
+}
+
+/* Waits for the oldest submitted slot and writes it out. Returns 0 or -errno. */
+static int pipeline_flush_one(pipeline *p)
+{
+        slot *s = &p->slots[p->written % p->n_slots];
+        int r = 0;
+
+        if (p->n_threads) {
+                pthread_mutex_lock(&p->lock);
+                while (s->state != SLOT_DONE)
+                        pthread_cond_wait(&p->done, &p->lock);
+                pthread_mutex_unlock(&p->lock);
+        }
+        if (s->error < 0)
+                return s->error;
+        if (!p->decrypt) {
+                size_t total = (size_t) (s->n - 1) * CCHUNK + s->len[s->n - 1] + AGE_TAG_SIZE;
+                r = write_all(p->out_fd, s->buf, total);
+        } else
+                for (unsigned i = 0; r >= 0 && i < s->n; i++)
+                        r = write_all(p->out_fd, s->buf + (size_t) i * CCHUNK, s->len[i] - AGE_TAG_SIZE);
+        if (r < 0)
+                return r;
+        s->state = SLOT_FREE;
+        p->written++;
+        return 0;
+}
+
+/* Returns the next slot to fill, writing out the oldest first if the ring is full. */
+static int pipeline_acquire(pipeline *p, slot **ret)
+{
+        slot *s = &p->slots[p->submitted % p->n_slots];
+        int r;
+
+        if (p->written + p->n_slots == p->submitted) {
+                r = pipeline_flush_one(p);
+                if (r < 0)
+                        return r;
+        }
+        s->n = 0;
+        s->last = false;
+        s->error = 0;
+        *ret = s;
+        return 0;
+}
+
+/* Hands a filled slot to the workers (or processes it inline). */
+static void pipeline_submit(pipeline *p, slot *s)
+{
+        if (!p->n_threads) {
+                slot_process(p, s);
+                s->state = SLOT_DONE;
+                p->submitted++;
+                return;
+        }
+        pthread_mutex_lock(&p->lock);
+        s->state = SLOT_FILLED;
+        p->submitted++;
+        pthread_cond_signal(&p->work);
+        pthread_mutex_unlock(&p->lock);
+}
+
+/* Writes out everything submitted. Returns 0 or -errno. */
+static int pipeline_drain(pipeline *p)
+{
+        while (p->written < p->submitted) {
+                int r = pipeline_flush_one(p);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Reads up to len bytes, short only at end of file. Returns the count or -errno. */
+static ssize_t source_read(source *in, uint8_t *buf, size_t len)
+{
+        size_t got = 0;
+
+        if (len > 0 && in->pushback >= 0) {
+                buf[got++] = (uint8_t) in->pushback;
+                in->pushback = -1;
+        }
+        if (got < len && in->pre_off < in->pre_len) {
+                size_t n = in->pre_len - in->pre_off < len - got ? in->pre_len - in->pre_off : len - got;
+                memcpy(buf + got, in->pre + in->pre_off, n);
+                in->pre_off += n;
+                got += n;
+        }
+        while (got < len) {
+                ssize_t n = read(in->fd, buf + got, len - got);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        break;
+                got += n;
+        }
+        return (ssize_t) got;
+}
+
+/* True if nothing follows; otherwise keeps the byte it read for the next read. */
+static int source_at_eof(source *in)
+{
+        uint8_t b;
+        ssize_t n = source_read(in, &b, 1);
+
+        if (n < 0)
+                return (int) n;
+        if (n == 0)
+                return 1;
+        in->pushback = b;
+        return 0;
+}
+
+static void source_done(source *in)
+{
+        free(in->pre);
+        *in = (source) { .fd = -1, .pushback = -1 };
+}
+
+/* Reads and parses the header, finds the file key, reads the nonce, derives the payload key. */
+static int payload_open(int fd, const mamori_age_decrypt_opts *opts, source *in, payload_keys *k)
+{
+        uint8_t nonce[AGE_NONCE_SIZE];
+        age_header *h = NULL;
+        size_t len = 0;
+        int r;
+
+        if (sodium_init() < 0)
+                return -EIO;
+        *in = (source) { .fd = fd, .pushback = -1 };
+        in->pre = malloc(MAMORI_AGE_HEADER_MAX);
+        if (!in->pre)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t n = read(fd, in->pre + len, MAMORI_AGE_HEADER_MAX - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                len += n;
+                r = age_header_parse(in->pre, len, &h);
+                if (r != -ENODATA)
+                        break;
+                if (n == 0)
+                        return -EBADMSG; /* the file ends inside the header */
+        }
+        if (r < 0)
+                return r;
+        in->pre_off = h->len;
+        in->pre_len = len;
+        r = age_header_unwrap(h, in->pre, opts, k->file_key);
+        age_header_free(h);
+        if (r < 0)
+                return r;
+        ssize_t n = source_read(in, nonce, sizeof(nonce));
+        if (n < 0)
+                return (int) n;
+        if (n < (ssize_t) sizeof(nonce))
+                return -EBADMSG;
+        return age_hkdf_sha256(k->payload_key, sizeof(k->payload_key), k->file_key,
+                               sizeof(k->file_key), nonce, sizeof(nonce), "payload");
+}
+
+/* Fills one slot with ciphertext chunks and submits it; *eof once the final one is in. */
+static int decrypt_fill(pipeline *p, source *in, uint64_t *counter, bool *eof)
+{
+        slot *s;
+        int r;
+
+        r = pipeline_acquire(p, &s);
+        if (r < 0)
+                return r;
+        s->first = *counter;
+        for (unsigned i = 0; i < BATCH; i++) {
+                ssize_t n = source_read(in, s->buf + (size_t) i * CCHUNK, CCHUNK);
+                if (n < 0)
+                        return (int) n;
+                if (n == 0) {
+                        /* End of file on a chunk boundary: only possible before chunk 0,
+                         * since a full slot is followed by a look-ahead. */
+                        return -EBADMSG;
+                }
+                s->len[i] = (uint32_t) n;
+                s->n = i + 1;
+                if (n < CCHUNK) {
+                        s->last = true;
+                        break;
+                }
+                r = source_at_eof(in);
+                if (r < 0)
+                        return r;
+                if (r > 0) {
+                        s->last = true;
+                        break;
+                }
+        }
+        *counter += s->n;
+        *eof = s->last;
+        pipeline_submit(p, s);
+        return 0;
+}
+
+int mamori_age_decrypt_fd(int in_fd, int out_fd, const mamori_age_decrypt_opts *opts)
+{
+        _cleanup_sodium_free_ payload_keys *k = sodium_malloc(sizeof(payload_keys));
+        source in = { .fd = -1, .pushback = -1 };
+        pipeline p = {};
+        uint64_t counter = 0;
+        bool eof = false;
+        int r;
+
+        if (!k)
+                return -ENOMEM;
+        r = payload_open(in_fd, opts, &in, k);
+        if (r >= 0)
+                r = pipeline_init(&p, true, k->payload_key, out_fd, opts->threads);
+        while (r >= 0 && !eof)
+                r = decrypt_fill(&p, &in, &counter, &eof);
+        if (r >= 0)
+                r = pipeline_drain(&p);
+        pipeline_done(&p);
+        source_done(&in);
+        return r;
+}
+
+int mamori_age_writer_new(int out_fd, const mamori_age_encrypt_opts *opts, mamori_age_writer **ret)
+{
+        _cleanup_free_ char *header = NULL;
+        uint8_t nonce[AGE_NONCE_SIZE];
+        mamori_age_writer *w;
+        size_t len;
+        int r;
+
+        if (sodium_init() < 0)
+                return -EIO;
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->keys = sodium_malloc(sizeof(payload_keys));
+        if (!w->keys) {
+                free(w);
+                return -ENOMEM;
+        }
+        randombytes_buf(w->keys->file_key, sizeof(w->keys->file_key));
+        randombytes_buf(nonce, sizeof(nonce));
+        r = age_header_build(opts, w->keys->file_key, &header, &len);
+        if (r >= 0)
+                r = age_hkdf_sha256(w->keys->payload_key, AGE_KEY_SIZE, w->keys->file_key,
+                                    MAMORI_AGE_FILE_KEY_SIZE, nonce, sizeof(nonce), "payload");
+        if (r >= 0)
+                r = write_all(out_fd, (const uint8_t *) header, len);
+        if (r >= 0)
+                r = write_all(out_fd, nonce, sizeof(nonce));
+        if (r >= 0)
+                r = pipeline_init(&w->p, false, w->keys->payload_key, out_fd, opts->threads);
+        if (r < 0) {
+                mamori_age_writer_free(w);
+                return r;
+        }
+        *ret = w;
+        return 0;
+}
+
+/* Where the next plaintext byte goes, if the current chunk has room; NULL otherwise. */
+static uint8_t *writer_area(mamori_age_writer *w, size_t *ret_avail)
+{
+        slot *s = w->cur;
+
+        if (!s || s->len[s->n - 1] == CHUNK)
+                return NULL;
+        *ret_avail = CHUNK - s->len[s->n - 1];
+        return s->buf + (size_t) (s->n - 1) * CCHUNK + s->len[s->n - 1];
+}
+
+/* Makes room for more plaintext, known to exist: opens a chunk, or submits a full slot. */
+static int writer_advance(mamori_age_writer *w)
+{
+        slot *s = w->cur;
+        int r;
+
+        if (s && s->n == BATCH) {
+                w->counter += BATCH;
+                w->cur = NULL;
+                pipeline_submit(&w->p, s); /* not the last: more data follows */
+                s = NULL;
+        }
+        if (!s) {
+                r = pipeline_acquire(&w->p, &s);
+                if (r < 0)
+                        return r;
+                s->first = w->counter;
+                w->cur = s;
+        }
+        s->len[s->n++] = 0;
+        return 0;
+}
+
+/* Records n bytes placed at writer_area(). */
+static void writer_commit(mamori_age_writer *w, size_t n)
+{
+        w->cur->len[w->cur->n - 1] += (uint32_t) n;
+}
+
+int mamori_age_writer_write(mamori_age_writer *w, const void *buf, size_t len)
+{
+        const uint8_t *p = buf;
+
+        if (w->error < 0)
+                return w->error;
+        if (w->finished)
+                return -EINVAL;
+        while (len > 0) {
+                size_t avail;
+                uint8_t *area = writer_area(w, &avail);
+
+                if (!area) {
+                        int r = writer_advance(w);
+                        if (r < 0)
+                                return (w->error = r);
+                        continue;
+                }
+                size_t n = len < avail ? len : avail;
+                memcpy(area, p, n);
+                writer_commit(w, n);
+                p += n;
+                len -= n;
+        }
+        return 0;
+}
+
+int mamori_age_writer_finish(mamori_age_writer *w)
+{
+        int r;
+
+        if (w->error < 0)
+                return w->error;
+        if (w->finished)
+                return -EINVAL;
+        w->finished = true;
+        if (!w->cur) {
+                r = writer_advance(w); /* empty file: one empty final chunk */
+                if (r < 0)
+                        return (w->error = r);
+        }
+        w->cur->last = true;
+        pipeline_submit(&w->p, w->cur);
+        w->cur = NULL;
+        r = pipeline_drain(&w->p);
+        if (r < 0)
+                w->error = r;
+        return r;
+}
+
+mamori_age_writer *mamori_age_writer_free(mamori_age_writer *w)
+{
+        if (!w)
+                return NULL;
+        pipeline_done(&w->p);
+        sodium_free(w->keys);
+        free(w);
+        return NULL;
+}
+
+int mamori_age_encrypt_fd(int in_fd, int out_fd, const mamori_age_encrypt_opts *opts)
+{
+        mamori_age_writer *w = NULL;
+        int r;
+
+        r = mamori_age_writer_new(out_fd, opts, &w);
+        if (r < 0)
+                return r;
+        for (;;) {
+                size_t avail;
+                uint8_t *area = writer_area(w, &avail);
+                uint8_t b;
+                ssize_t n;
+
+                /* Read straight into the chunk; at a chunk boundary read one byte
+                 * first, since only more data may open a new chunk. */
+                n = read(in_fd, area ?: &b, area ? avail : 1);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        r = -errno;
+                        break;
+                }
+                if (n == 0) {
+                        r = mamori_age_writer_finish(w);
+                        break;
+                }
+                if (area)
+                        writer_commit(w, n);
+                else if ((r = mamori_age_writer_write(w, &b, 1)) < 0)
+                        break;
+        }
+        mamori_age_writer_free(w);
+        return r;
+}
+
+int mamori_age_reader_new(int in_fd, const mamori_age_decrypt_opts *opts, mamori_age_reader **ret)
+{
+        mamori_age_reader *rd;
+        int r;
+
+        rd = calloc(1, sizeof(*rd));
+        if (!rd)
+                return -ENOMEM;
+        rd->in = (source) { .fd = -1, .pushback = -1 };
+        rd->keys = sodium_malloc(sizeof(payload_keys));
+        rd->chunk = malloc(CCHUNK);
+        r = rd->keys && rd->chunk ? payload_open(in_fd, opts, &rd->in, rd->keys) : -ENOMEM;
+        if (r < 0) {
+                mamori_age_reader_free(rd);
+                return r;
+        }
+        *ret = rd;
+        return 0;
+}
+
+/* Reads, authenticates and decrypts the next chunk into rd->chunk. */
+static int reader_next_chunk(mamori_age_reader *rd)
+{
+        ssize_t n = source_read(&rd->in, rd->chunk, CCHUNK);
+        bool last = true;
+        int r;
+
+        if (n < 0)
+                return (int) n;
+        if (n == CCHUNK) {
+                r = source_at_eof(&rd->in);
+                if (r < 0)
+                        return r;
+                last = r > 0;
+        }
+        n = chunk_open(rd->keys->payload_key, rd->counter, last, rd->chunk, (size_t) n);
+        if (n < 0)
+                return (int) n;
+        rd->counter++;
+        rd->plen = (size_t) n;
+        rd->off = 0;
+        rd->done = last;
+        return 0;
+}
+
+ssize_t mamori_age_reader_read(mamori_age_reader *rd, void *buf, size_t len)
+{
+        while (rd->off == rd->plen) {
+                if (rd->error < 0)
+                        return rd->error;
+                if (rd->done)
+                        return 0;
+                int r = reader_next_chunk(rd);
+                if (r < 0)
+                        return (rd->error = r);
+        }
+        size_t n = len < rd->plen - rd->off ? len : rd->plen - rd->off;
+        memcpy(buf, rd->chunk + rd->off, n);
+        rd->off += n;
+        return (ssize_t) n;
+}
+
+mamori_age_reader *mamori_age_reader_free(mamori_age_reader *rd)
+{
+        if (!rd)
+                return NULL;
+        source_done(&rd->in);
+        if (rd->chunk)
+                sodium_memzero(rd->chunk, CCHUNK);
+        free(rd->chunk);
+        sodium_free(rd->keys);
+        free(rd);
+        return NULL;
+}
