@@ -11,8 +11,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "cleanup.h"
-#include "config.h"
+/* Included rather than linked: libmamori-common is built without -fsanitize=fuzzer-no-link,
+ * so a linked parser would give libFuzzer no coverage to steer by. */
+#include "../../common/config.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 const char *__lsan_default_suppressions(void);
