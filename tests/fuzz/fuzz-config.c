@@ -51,6 +51,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
         if (r == -EINVAL && !error)
                 abort();
+        /* Whatever was accepted is within the table's bounds (R-EV-11 minimums included). */
+        for (size_t i = 0; r == 0 && i < ELEMENTSOF(config_table); i++) {
+                const ConfigKey *k = config_table + i;
+                const void *field = (const uint8_t *) c + k->offset;
+
+                if (k->type == CFG_UINT32 &&
+                    (*(const uint32_t *) field < k->min || *(const uint32_t *) field > k->max))
+                        abort();
+                if (k->type == CFG_STRING && (strlen(*(char *const *) field) > k->max ||
+                                              (k->valid && !k->valid(*(char *const *) field))))
+                        abort();
+        }
         mamori_config_free(c);
         free(error);
         return 0;
