@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The policyd wire protocol (docs/protocol.md): length-prefixed frames carrying a
+ * message type, a status and typed fields. Every getter is bounded and rejects
+ * what does not fit; a frame that does not decode drops the peer.
+ *
+ * Frame:  u32 body length (big-endian, at most MAMORI_MSG_MAX)
+ * Body:   u16 type | u16 status | field*      field: u16 tag | u32 length | bytes
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MAMORI_MSG_MAX (64u * 1024u)  /* body cap, bytes */
+#define MAMORI_MSG_FIELDS_MAX 1024u   /* fields per message */
+#define MAMORI_STR_MAX 4096u          /* default cap on a string field */
+
+/* Closed set of statuses; never raw errno on the wire. */
+typedef enum mamori_status {
+        MAMORI_OK = 0,
+        MAMORI_MORE = 1,          /* one of several replies; more follow */
+        MAMORI_E_MALFORMED = 2,   /* the request did not decode or missed a field */
+        MAMORI_E_DENIED = 3,      /* the peer's role may not send this request */
+        MAMORI_E_NOT_FOUND = 4,
+        MAMORI_E_EXISTS = 5,
+        MAMORI_E_INVALID = 6,     /* decoded, but a value is not acceptable */
+        MAMORI_E_STORAGE = 7,     /* could not be made durable */
+        MAMORI_E_UNSUPPORTED = 8, /* unknown request type */
+        MAMORI_E_INTERNAL = 9,
+        MAMORI_E_LOCKED = 10,     /* account locked or banned */
+        MAMORI_E_BADSIG = 11,     /* signature does not verify or key not trusted */
+        _MAMORI_STATUS_MAX,
+        _MAMORI_STATUS_INVALID = -1,
+} mamori_status;
+
+/* Request types. Ranges: 1-15 core, 16-47 evidence, 48-95 media and grants,
+ * 96-127 authentication, 128-159 agent and sessions. */
+typedef enum mamori_msg_type {
+        MAMORI_MSG_PING = 1,
+        MAMORI_MSG_STATUS = 2,
+        MAMORI_MSG_EVIDENCE_SUBMIT = 16,
+        MAMORI_MSG_EVIDENCE_QUERY = 17,
+        MAMORI_MSG_EVIDENCE_EXPORT = 18,
+        MAMORI_MSG_EVIDENCE_ANCHOR = 19,
+        MAMORI_MSG_EVIDENCE_ROTATE = 20,
+        MAMORI_MSG_EVIDENCE_PURGE = 21,
+        _MAMORI_MSG_MAX = 256,
+} mamori_msg_type;
+
+/* Field tags. Ranges as for types: 1-63 common, 64-127 evidence, 128-255 media,
+ * 256-383 authentication, 384-511 agent. */
+typedef enum mamori_tag {
+        MAMORI_F_TEXT = 1,        /* str: human-readable detail of a status */
+        MAMORI_F_VERSION = 2,     /* str */
+        MAMORI_F_UID = 3,         /* u32 */
+        MAMORI_F_USER = 4,        /* str */
+        MAMORI_F_HOST = 5,        /* str */
+        MAMORI_F_COUNT = 6,       /* u64 */
+        MAMORI_F_LIMIT = 7,       /* u64 */
+        MAMORI_F_ROLE = 8,        /* str, repeated */
+        MAMORI_F_EV_TYPE = 64,    /* str: record type, e.g. "media.output" */
+        MAMORI_F_EV_TIME = 65,    /* i64: microseconds since the epoch, UTC */
+        MAMORI_F_EV_SYNCED = 66,  /* u8: clock synchronised when recorded */
+        MAMORI_F_EV_COMPONENT = 67, /* str: "agent", "pam", "mediactl", "policyd" */
+        MAMORI_F_EV_PAIR = 68,    /* pair: one record field; repeated */
+        MAMORI_F_EV_SEQ = 69,     /* u64 */
+        MAMORI_F_EV_BODY = 70,    /* bytes: canonical record */
+        MAMORI_F_EV_HASH = 71,    /* bytes[32] */
+        MAMORI_F_EV_SINCE = 72,   /* i64 */
+        MAMORI_F_EV_UNTIL = 73,   /* i64 */
+        MAMORI_F_EV_MEDIA = 74,   /* str: management number filter */
+        MAMORI_F_EV_EPOCH = 75,   /* u32 */
+        MAMORI_F_EV_PUBKEY = 76,  /* bytes[32] */
+        MAMORI_F_EV_CERT = 77,    /* bytes[64] */
+        MAMORI_F_EV_SIG = 78,     /* bytes[64] */
+        MAMORI_F_EV_FIRST_SEQ = 79, /* u64 */
+        MAMORI_F_EV_CHECKPOINT = 80, /* u64: seq of a checkpoint, starts a checkpoint group */
+        MAMORI_F_EV_AFTER_TIME = 81, /* i64: keyset cursor */
+        MAMORI_F_EV_AFTER_SEQ = 82,  /* u64: keyset cursor */
+} mamori_tag;
+
+typedef struct mamori_field {
+        uint16_t tag;
+        uint32_t len;
+        const uint8_t *data; /* NUL-terminated copy inside the message */
+} mamori_field;
+
+typedef struct mamori_msg {
+        uint16_t type;
+        uint16_t status;
+        size_t n_fields;
+        mamori_field *fields;
+        uint8_t *buf; /* frame being built, or decoded body copy */
+        size_t size, alloc;
+        bool oversize; /* a put did not fit: mamori_msg_frame() fails */
+} mamori_msg;
+
+/* Returns the status's name ("ok", "denied", ...), or "invalid". */
+const char *mamori_status_to_string(int status);
+/* Returns the request type's name, or NULL for an unknown type. */
+const char *mamori_msg_type_to_string(int type);
+
+/* Allocates a message to build. Returns 0 or -ENOMEM. */
+int mamori_msg_new(uint16_t type, uint16_t status, mamori_msg **ret);
+void mamori_msg_free(mamori_msg *m);
+/* Append fields. They never fail on their own: an oversize message is reported by
+ * mamori_msg_frame(). Strings are copied without their NUL. */
+void mamori_msg_put_bytes(mamori_msg *m, uint16_t tag, const void *p, size_t len);
+void mamori_msg_put_str(mamori_msg *m, uint16_t tag, const char *s);
+void mamori_msg_put_u8(mamori_msg *m, uint16_t tag, uint8_t v);
+void mamori_msg_put_u32(mamori_msg *m, uint16_t tag, uint32_t v);
+void mamori_msg_put_u64(mamori_msg *m, uint16_t tag, uint64_t v);
+void mamori_msg_put_i64(mamori_msg *m, uint16_t tag, int64_t v);
+/* A (key, value) pair: key 1..64 chars of [a-z0-9_.], value a string. */
+void mamori_msg_put_pair(mamori_msg *m, uint16_t tag, const char *key, const char *value);
+/* Bytes appended so far, for callers that split long answers into several messages. */
+size_t mamori_msg_size(const mamori_msg *m);
+/* Finishes the frame: returns a pointer to the bytes to send and sets *ret_len.
+ * Returns NULL when the message grew past MAMORI_MSG_MAX (or ran out of memory). */
+const uint8_t *mamori_msg_frame(mamori_msg *m, size_t *ret_len);
+
+/* Decodes one body (without the length prefix). Returns 0 and a new message, or
+ * -EBADMSG when the body is malformed, -EMSGSIZE when too long, -ENOMEM. */
+int mamori_msg_decode(const uint8_t *body, size_t len, mamori_msg **ret);
+
+/* Typed getters: return 0 and set *ret, -ENOENT if the field is absent, -EBADMSG if it
+ * is present but not of the form (wrong length, NUL or invalid UTF-8 in a string,
+ * longer than max). With several fields of the tag, the first is used. */
+int mamori_msg_get_str(const mamori_msg *m, uint16_t tag, size_t max, const char **ret);
+int mamori_msg_get_bytes(const mamori_msg *m, uint16_t tag, size_t len, const uint8_t **ret);
+int mamori_msg_get_u8(const mamori_msg *m, uint16_t tag, uint8_t *ret);
+int mamori_msg_get_u32(const mamori_msg *m, uint16_t tag, uint32_t *ret);
+int mamori_msg_get_u64(const mamori_msg *m, uint16_t tag, uint64_t *ret);
+int mamori_msg_get_i64(const mamori_msg *m, uint16_t tag, int64_t *ret);
+/* Checks a field as a string (bounded, no NUL, valid UTF-8). Returns 0 or -EBADMSG. */
+int mamori_field_str(const mamori_field *f, size_t max, const char **ret);
+#define MAMORI_PAIR_KEY_MAX 64
+/* Decodes a pair field: copies the key into ret_key and points *ret_value at the
+ * value inside the message. Returns 0, or -EBADMSG. */
+int mamori_field_pair(const mamori_field *f, char ret_key[static MAMORI_PAIR_KEY_MAX + 1],
+                      const char **ret_value);
+/* Decodes a fixed-width big-endian integer field (len 1, 4 or 8). Returns 0 or -EBADMSG. */
+int mamori_field_uint(const mamori_field *f, size_t width, uint64_t *ret);
+
+/* True if s is valid UTF-8 of len bytes, without NUL. */
+bool mamori_utf8_valid(const uint8_t *s, size_t len);
+/* True if key is a valid pair key. */
+bool mamori_pair_key_valid(const char *key);
+
+/* Incremental frame reader for nonblocking sockets. */
+typedef struct mamori_reader {
+        uint8_t *buf;
+        size_t len, alloc;
+} mamori_reader;
+/* Reads what the socket has. Returns bytes read (> 0), 0 at EOF, -EAGAIN, or -errno. */
+int mamori_reader_fill(mamori_reader *r, int fd);
+/* Takes one whole message off the buffer. Returns 1 and a message, 0 when more bytes
+ * are needed, -EMSGSIZE for a frame over the cap, -EBADMSG for one that does not decode. */
+int mamori_reader_next(mamori_reader *r, mamori_msg **ret);
+void mamori_reader_done(mamori_reader *r);
+
+/* Blocking helpers for clients: write a whole frame; read one whole message. */
+int mamori_wire_send(int fd, mamori_msg *m);
+/* Returns 0 and a message, -ECONNRESET at EOF, or another -errno. */
+int mamori_wire_recv(int fd, mamori_msg **ret);

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* mediactl: one file per verb group; the table is in mediactl.c. Verbs return the
+ * process exit code: 0 success, 1 the answer is "no" (refused, does not verify),
+ * 2 usage, 3 could not ask (policyd unreachable, I/O). */
+#pragma once
+
+#include <stdio.h>
+
+#include "wire.h"
+
+enum { EXIT_NO = 1, EXIT_USAGE = 2, EXIT_UNAVAILABLE = 3 };
+
+typedef enum output_format {
+        FORMAT_TABLE,
+        FORMAT_JSON,
+        FORMAT_CSV,
+        _FORMAT_MAX,
+        _FORMAT_INVALID = -1,
+} output_format;
+
+/* Parses "table", "json" or "csv". Returns the format or _FORMAT_INVALID. */
+output_format format_from_string(const char *s);
+
+/* Connects to policyd at --socket / $MAMORI_SOCKET; prints why not. Returns fd or -1. */
+int ctl_connect(const char *socket_arg);
+/* Sends req, reads one reply, and prints a refusal or error. Returns the reply's status
+ * (>= 0) with *ret set, or -1 when policyd could not be asked. */
+int ctl_call(int fd, mamori_msg *req, mamori_msg **ret);
+/* Maps a refusal status to an exit code. */
+int ctl_exit_for(int status);
+
+/* Output helpers that keep hostile strings (device names, user input) harmless:
+ * control bytes are escaped for terminals, JSON is escaped, CSV cells are quoted and
+ * cells that a spreadsheet would run as formulas are defused. */
+void print_text_safe(FILE *f, const char *s);
+void print_json_string(FILE *f, const char *s);
+void print_csv_cell(FILE *f, const char *s);
+
+int verb_log(int argc, char *argv[]);
+int verb_verify(int argc, char *argv[]);
+int verb_evidence(int argc, char *argv[]);
+int verb_status(int argc, char *argv[]);
+int verb_check_config(int argc, char *argv[]);

@@ -1,0 +1,8 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Each module's dispatch table, terminated by a zero row; listed in server.c. */
+#pragma once
+
+#include "server.h"
+
+extern const handler core_handlers[];     /* core.c */
+extern const handler evidence_handlers[]; /* evidence.c */
