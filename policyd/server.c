@@ -59,10 +59,14 @@ struct server {
         bool quit;
 };
 
-/* The dispatch tables of every module; a module adds its table here. */
-static const handler *const tables[] = {
-        core_handlers,
-        evidence_handlers,
+/* Every module: its dispatch table and an optional start-up hook (creating its
+ * tables in the store's database, say). A module adds one row here. */
+static const struct module {
+        const handler *table;
+        int (*init)(server *srv);
+} modules[] = {
+        {core_handlers, NULL},
+        {evidence_handlers, NULL},
 };
 
 store *server_store(server *srv) { return srv->st; }
@@ -107,8 +111,8 @@ int server_new(const mamori_config *cfg, store *st, int listen_fd, server **ret)
         srv->st = st;
         srv->listen_fd = listen_fd;
         srv->signal_fd = -1;
-        for (size_t t = 0; t < ELEMENTSOF(tables); t++)
-                for (const handler *h = tables[t]; h->type; h++) {
+        for (size_t t = 0; t < ELEMENTSOF(modules); t++)
+                for (const handler *h = modules[t].table; h->type; h++) {
                         if (srv->table[h->type]) {
                                 free(srv);
                                 return log_error_errno(EINVAL, "Request type %u is handled twice", h->type);
@@ -116,6 +120,13 @@ int server_new(const mamori_config *cfg, store *st, int listen_fd, server **ret)
                         srv->table[h->type] = h;
                 }
         resolve_roles(srv);
+        for (size_t t = 0; t < ELEMENTSOF(modules); t++) {
+                int r = modules[t].init ? modules[t].init(srv) : 0;
+                if (r < 0) {
+                        free(srv);
+                        return r;
+                }
+        }
         srv->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
         sigset_t mask;
         sigemptyset(&mask);

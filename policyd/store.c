@@ -307,7 +307,7 @@ void store_free(store *s)
         free(s);
 }
 
-static int begin(store *s)
+int store_begin(store *s)
 {
         if (s->in_batch)
                 return 0;
@@ -345,7 +345,7 @@ static int append(store *s, mamori_record *rec, uint64_t *ret_seq)
         int len = mamori_record_encode(rec, &body);
         if (len < 0)
                 return -EINVAL;
-        int r = begin(s);
+        int r = store_begin(s);
         if (r < 0)
                 return r;
         uint8_t h[MAMORI_HASH_LEN];
@@ -486,7 +486,7 @@ int store_seal(store *s)
 {
         if (s->seq == s->sealed_seq && !s->in_batch)
                 return 0;
-        int r = begin(s);
+        int r = store_begin(s);
         if (r < 0)
                 return r;
         s->last_seal_mono = 0; /* forces the checkpoint in store_commit() */
@@ -509,7 +509,7 @@ int store_rotate(store *s)
 
         r = key_write(s, KEY_FILE_NEW, e, nsk);
         if (r >= 0)
-                r = begin(s);
+                r = store_begin(s);
         if (r >= 0) {
                 sqlite3_stmt *st;
                 sqlite3_prepare_v2(s->db, "INSERT INTO epochs(epoch, first_seq, pubkey, cert, created_us) VALUES (?1, ?2, ?3, ?4, ?5)", -1, &st, NULL);
@@ -622,7 +622,7 @@ int64_t store_purge(store *s, int64_t now_us)
                 return 0; /* already purged to here */
         uint64_t first = sqlite3_column_int64(first_st, 0);
 
-        r = begin(s);
+        r = store_begin(s);
         if (r < 0)
                 return r;
         char sql[256];
@@ -668,6 +668,7 @@ const uint8_t *store_anchor(const store *s) { return s->anchor; }
 uint64_t store_last_seq(const store *s) { return s->committed_seq; }
 uint32_t store_epoch(const store *s) { return s->epoch; }
 sqlite3 *store_reader(const store *s) { return s->ro; }
+sqlite3 *store_writer(const store *s) { return s->db; }
 const char *store_host(const store *s) { return s->host; }
 const char *store_path(const store *s) { return s->path; }
 const char *store_machine_id(const store *s) { return s->machine_id; }

@@ -25,6 +25,12 @@ void store_free(store *s);
  * caller's). The record is copied to the journal once the batch commits.
  * Returns 0 and the seq, -EINVAL for a record that cannot be encoded, -EIO. */
 int store_append(store *s, mamori_record *rec, uint64_t *ret_seq);
+/* Opens the batch if it is not open, so a module's own writes (its tables live in
+ * the same database) commit atomically with the evidence records that describe
+ * them. Returns 0 or -EIO. */
+int store_begin(store *s);
+/* The read-write connection, for modules' writes inside the batch. */
+sqlite3 *store_writer(const store *s);
 /* True if a batch is open (records appended but not committed). */
 bool store_dirty(const store *s);
 /* Commits the batch (sealing a checkpoint when one is due). Returns 0 or -EIO (the
