@@ -410,7 +410,9 @@ static void conn_flush(server *srv, conn *c)
                 c->out_len -= c->out_off;
                 c->out_off = 0;
         }
-        struct epoll_event ev = {.events = EPOLLIN | (c->out_len ? EPOLLOUT : 0), .data.ptr = c};
+        /* A streaming reply wants to hear when it may write more, even with nothing queued. */
+        bool want_out = c->out_len || c->produce;
+        struct epoll_event ev = {.events = EPOLLIN | (want_out ? EPOLLOUT : 0), .data.ptr = c};
         epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
@@ -468,7 +470,7 @@ static void settle(server *srv)
         }
         commit(srv);
         for (conn *c = srv->conns; c; c = c->next)
-                if (!c->dead && c->out_len > c->out_off)
+                if (!c->dead && (c->out_len > c->out_off || c->produce))
                         conn_flush(srv, c);
         reap(srv);
 }
