@@ -195,13 +195,7 @@ int mamori_verifier_add_record(mamori_verifier *v, uint64_t row, const uint8_t *
                      "record %" PRIu64 " was altered: it no longer decodes", v->expected);
                 return 0;
         }
-        if (rec->seq < v->expected) {
-                fail(v, MAMORI_VERIFY_INSERTED, rec->seq,
-                     "a record was inserted: two records claim seq %" PRIu64 " (the second stored as %" PRIu64 ")",
-                     rec->seq, row);
-                return 0;
-        }
-        if (rec->seq > v->expected) {
+        if (rec->seq != v->expected) {
                 v->phase = PHASE_CLASSIFY;
                 v->want = v->expected;
                 v->got = rec->seq;
@@ -257,8 +251,8 @@ int mamori_verifier_add_checkpoint(mamori_verifier *v, uint64_t seq, uint32_t e,
         size_t n = mamori_checkpoint_message(seq, hash, e, msg);
         if (crypto_sign_verify_detached(sig, msg, n, v->epochs[e].pk) != 0) {
                 fail(v, MAMORI_VERIFY_BAD_SIGNATURE, seq,
-                     "checkpoint at seq %" PRIu64 ": signature does not verify with epoch %" PRIu32 "'s key",
-                     seq, e);
+                     "checkpoint at seq %" PRIu64 " (sealing records %" PRIu64 "..%" PRIu64 "): signature does not verify with epoch %" PRIu32 "'s key",
+                     seq, v->sealed_seq + 1, seq, e);
                 return 0;
         }
         if (!v->started) {
@@ -285,17 +279,24 @@ int mamori_verifier_add_checkpoint(mamori_verifier *v, uint64_t seq, uint32_t e,
         return 0;
 }
 
-/* Turns a classified sequence anomaly into a fault. */
+/* Turns a sequence anomaly (at the row where `want` belonged we read `got`) into a
+ * fault. If the rows after it go on from `got`, the sequence itself shifted: records
+ * are missing (got > want) or one was inserted (got < want). If they go on from
+ * `want`, that one record was changed, unless `want` turns up later: reordered. */
 static void classify_finish(mamori_verifier *v)
 {
-        if (v->want_found)
+        if (v->got > v->want && v->want_found)
                 fail(v, MAMORI_VERIFY_REORDERED, v->want,
                      "records were reordered: record %" PRIu64 " is stored after record %" PRIu64 " (at %" PRIu64 ")",
                      v->want, v->got, v->want_found_row);
-        else if (v->next_after_anomaly != 0)
+        else if (v->next_after_anomaly != 0 && v->got > v->want)
                 fail(v, MAMORI_VERIFY_MISSING, v->want,
                      v->got - v->want == 1 ? "record %" PRIu64 " is missing" : "records %" PRIu64 "..%" PRIu64 " are missing",
                      v->want, v->got - 1);
+        else if (v->next_after_anomaly != 0)
+                fail(v, MAMORI_VERIFY_INSERTED, v->got,
+                     "a record was inserted: two records claim seq %" PRIu64 " (the second stored at %" PRIu64 ")",
+                     v->got, v->anomaly_row);
         else
                 fail(v, MAMORI_VERIFY_ALTERED, v->want,
                      "record %" PRIu64 " was altered: it claims seq %" PRIu64, v->want, v->got);
