@@ -31,7 +31,7 @@ static const char *const status_names[_MAMORI_STATUS_MAX] = {
 const char *mamori_status_to_string(int status)
 {
         if (status < 0 || status >= _MAMORI_STATUS_MAX || !status_names[status])
-                return "invalid";
+                return "unknown-status";
         return status_names[status];
 }
 

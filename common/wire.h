@@ -97,7 +97,7 @@ typedef struct mamori_msg {
         bool oversize; /* a put did not fit: mamori_msg_frame() fails */
 } mamori_msg;
 
-/* Returns the status's name ("ok", "denied", ...), or "invalid". */
+/* Returns the status's name ("ok", "denied", ...), or "unknown-status". */
 const char *mamori_status_to_string(int status);
 /* Returns the request type's name, or NULL for an unknown type. */
 const char *mamori_msg_type_to_string(int type);
