@@ -470,7 +470,7 @@ int store_commit(store *s)
 
 int store_append(store *s, mamori_record *rec, uint64_t *ret_seq)
 {
-        uint64_t seq;
+        uint64_t seq = 0;
         int r = append(s, rec, &seq);
         if (r < 0) {
                 mamori_record_free(rec);
