@@ -40,6 +40,31 @@ typedef struct ConfigKey {
         const char *valid_what;         /* what valid() accepts, for error messages */
 } ConfigKey;
 
+/* media.input_rule (R-IN-1). */
+static bool valid_input_rule(const char *s)
+{
+        return streq(s, "registered") || streq(s, "grant");
+}
+
+/* Host names in media.*_hosts. */
+static bool valid_host(const char *s)
+{
+        for (; *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+                      *s == '-' || *s == '.' || *s == '_'))
+                        return false;
+        return true;
+}
+
+/* USB port paths as the kernel names them: "1-1", "2-1.4.3". */
+static bool valid_port(const char *s)
+{
+        for (; *s; s++)
+                if (!((*s >= '0' && *s <= '9') || *s == '-' || *s == '.'))
+                        return false;
+        return true;
+}
+
 /* Most items a string list may have. */
 #define CFG_STRV_MAX_ITEMS 1024U
 
@@ -73,6 +98,16 @@ static const ConfigKey config_table[] = {
         KEY_NAME(roles.manager_group, "mamori-manager"),
         KEY_NAME(roles.auditor_group, "mamori-auditor"),
         KEY_NAME(roles.agent_user, "root"),
+        /* R-IN-1: input from registered media, or only with a grant; R-OUT-2: encrypted
+         * output with or without a grant; R-REG-2: optical exception; R-EXC-1; R-REG-8. */
+        { "media.input_rule", CFG_STRING, offsetof(mamori_config, media.input_rule), 1, 16, 0,
+          "registered", valid_input_rule, "registered or grant" },
+        KEY_BOOL(media.encrypted_output_needs_grant, true),
+        KEY_BOOL(media.optical_read, false),
+        KEY_BOOL(media.optical_write, false),
+        KEY_STRV(media.exempt_hosts, 1, 253, valid_host, "a host name ([A-Za-z0-9._-])"),
+        KEY_STRV(media.audit_only_hosts, 1, 253, valid_host, "a host name ([A-Za-z0-9._-])"),
+        KEY_STRV(media.allowed_ports, 1, 64, valid_port, "a USB port path such as 1-1.2"),
         /* R-EV-7, R-CRY-4: signed checkpoints make tampering detectable; R-CRY-2: key rotation. */
         KEY_UINT32(evidence.checkpoint_records, 1, 1000000, 1000),
         KEY_UINT32(evidence.checkpoint_seconds, 1, 86400, 10),

@@ -24,6 +24,16 @@ typedef struct mamori_config {
                 char *auditor_group;    /* default "mamori-auditor" (manager's superior)  */
                 char *agent_user;       /* default "root": may submit evidence besides root */
         } roles;
+        struct {                        /* policyd/media.c decisions (R-IN-1, R-OUT-2, R-REG-2/8, R-EXC-1) */
+                char *input_rule;             /* "registered" (default): a medium's listed users may
+                                               * read it; "grant": reading needs a grant */
+                bool encrypted_output_needs_grant; /* default true (R-OUT-2) */
+                bool optical_read;            /* default false: read unregistered optical discs */
+                bool optical_write;           /* default false: ...and write them, encrypted */
+                char **exempt_hosts;          /* media control off (R-EXC-1); default [] */
+                char **audit_only_hosts;      /* decide and record, never block; default [] */
+                char **allowed_ports;         /* USB port paths; [] = every port (R-REG-8) */
+        } media;
         struct {
                 uint32_t checkpoint_records;  /* default 1000, 1..1000000: sign a checkpoint every N records */
                 uint32_t checkpoint_seconds;  /* default 10, 1..86400: ...or every T seconds */

@@ -44,6 +44,18 @@ static const char *const type_names[_MAMORI_MSG_MAX] = {
         [MAMORI_MSG_EVIDENCE_ANCHOR] = "evidence-anchor",
         [MAMORI_MSG_EVIDENCE_ROTATE] = "evidence-rotate",
         [MAMORI_MSG_EVIDENCE_PURGE] = "evidence-purge",
+        [MAMORI_MSG_MEDIA_REGISTER] = "media-register",
+        [MAMORI_MSG_MEDIA_CHANGE] = "media-change",
+        [MAMORI_MSG_MEDIA_RETIRE] = "media-retire",
+        [MAMORI_MSG_MEDIA_LIST] = "media-list",
+        [MAMORI_MSG_MEDIA_DECIDE] = "media-decide",
+        [MAMORI_MSG_GRANT_CONSUME] = "grant-consume",
+        [MAMORI_MSG_MANAGER_TRUST] = "manager-trust",
+        [MAMORI_MSG_MANAGER_LIST] = "manager-list",
+        [MAMORI_MSG_GRANT_SUBMIT] = "grant-submit",
+        [MAMORI_MSG_GRANT_REVOKE] = "grant-revoke",
+        [MAMORI_MSG_GRANT_LIST] = "grant-list",
+        [MAMORI_MSG_MANAGER_UNTRUST] = "manager-untrust",
 };
 
 const char *mamori_msg_type_to_string(int type)

@@ -46,6 +46,19 @@ typedef enum mamori_msg_type {
         MAMORI_MSG_EVIDENCE_ANCHOR = 19,
         MAMORI_MSG_EVIDENCE_ROTATE = 20,
         MAMORI_MSG_EVIDENCE_PURGE = 21,
+        /* 48-95: media ledger, managers, grants, decisions (policyd/media.c, grants.c) */
+        MAMORI_MSG_MEDIA_REGISTER = 48,   /* admin: a new ledger entry */
+        MAMORI_MSG_MEDIA_CHANGE = 49,     /* admin: change ledger fields */
+        MAMORI_MSG_MEDIA_RETIRE = 50,     /* admin */
+        MAMORI_MSG_MEDIA_LIST = 51,       /* readers: one MORE per medium, then OK */
+        MAMORI_MSG_MEDIA_DECIDE = 52,     /* agent: verdict for a device (also "seen") */
+        MAMORI_MSG_GRANT_CONSUME = 53,    /* agent: a once-only grant was used */
+        MAMORI_MSG_MANAGER_TRUST = 54,    /* root: trust a manager's public key */
+        MAMORI_MSG_MANAGER_LIST = 55,     /* readers */
+        MAMORI_MSG_GRANT_SUBMIT = 56,     /* manager: a signed grant */
+        MAMORI_MSG_GRANT_REVOKE = 57,     /* manager: a signed revocation */
+        MAMORI_MSG_GRANT_LIST = 58,       /* readers: one MORE per grant, then OK */
+        MAMORI_MSG_MANAGER_UNTRUST = 59,  /* root */
         _MAMORI_MSG_MAX = 256,
 } mamori_msg_type;
 
@@ -79,6 +92,43 @@ typedef enum mamori_tag {
         MAMORI_F_EV_CHECKPOINT = 80, /* u64: seq of a checkpoint, starts a checkpoint group */
         MAMORI_F_EV_AFTER_TIME = 81, /* i64: keyset cursor */
         MAMORI_F_EV_AFTER_SEQ = 82,  /* u64: keyset cursor */
+        MAMORI_F_MEDIA_NO = 128,       /* str: management number (管理番号) */
+        MAMORI_F_MEDIA_TYPE = 129,     /* str: media type (媒体種別) */
+        MAMORI_F_MEDIA_PURPOSE = 130,  /* str */
+        MAMORI_F_MEDIA_MANAGER = 131,  /* str: responsible media-use manager */
+        MAMORI_F_MEDIA_START = 132,    /* i64: start of use, µs */
+        MAMORI_F_MEDIA_END = 133,      /* i64: end of use (exclusive), µs */
+        MAMORI_F_MEDIA_REMARKS = 134,  /* str */
+        MAMORI_F_MEDIA_USER = 135,     /* str, repeated: "name" or "@group" (R-REG-7) */
+        MAMORI_F_MEDIA_STATE = 136,    /* str: "active" or "retired" */
+        MAMORI_F_MEDIA_SEEN_TIME = 137, /* i64 */
+        MAMORI_F_MEDIA_SEEN_HOST = 138, /* str */
+        MAMORI_F_MEDIA_CREATED = 139,  /* i64 */
+        MAMORI_F_MEDIA_CHANGED = 140,  /* i64 */
+        MAMORI_F_MEDIA_CLEAR_USERS = 141, /* u8: change replaces the user list */
+        MAMORI_F_DEV_VENDOR = 144,     /* str: USB idVendor, 4 hex digits */
+        MAMORI_F_DEV_PRODUCT = 145,    /* str: USB idProduct, 4 hex digits */
+        MAMORI_F_DEV_SERIAL = 146,     /* str: iSerial, "" when the device has none */
+        MAMORI_F_DEV_MARK_KIND = 147,  /* str: "none", "fs-uuid", "size", "token" */
+        MAMORI_F_DEV_MARK = 148,       /* str */
+        MAMORI_F_DEV_FS_UUID = 149,    /* str: decide: what the device shows */
+        MAMORI_F_DEV_SIZE = 150,       /* u64: decide: bytes */
+        MAMORI_F_DEV_TOKEN = 151,      /* str: decide: registration token read from it */
+        MAMORI_F_DEV_PORT = 152,       /* str: USB port path, e.g. "1-1.2" */
+        MAMORI_F_DEV_KIND = 153,       /* str: "storage" or "optical" */
+        MAMORI_F_GRANT = 160,          /* bytes: a signed grant (common/grant.h) */
+        MAMORI_F_GRANT_ID = 161,       /* bytes[16] */
+        MAMORI_F_REVOCATION = 162,     /* bytes: a signed revocation */
+        MAMORI_F_GRANT_STATE = 163,    /* str: "active", "revoked", "used", "expired" */
+        MAMORI_F_MGR_PUBKEY = 164,     /* bytes[32] */
+        MAMORI_F_MGR_NAME = 165,       /* str */
+        MAMORI_F_VERDICT = 166,        /* u8: enum mamori_verdict (policyd/media.h) */
+        MAMORI_F_REASON = 167,         /* str: why blocked, e.g. "unregistered" */
+        MAMORI_F_ENTRY = 168,          /* bytes, repeated: u8 kind | u8 modes | u8 once |
+                                        * i64 until | id[16] | subject (rest) */
+        MAMORI_F_NEXT_CHANGE = 169,    /* i64: when the answer next changes, µs */
+        MAMORI_F_MODE = 170,           /* u8: mode bits asked about */
+        MAMORI_F_PERMIT = 171,         /* u8: 1 if F_USER may use F_MODE now */
 } mamori_tag;
 
 typedef struct mamori_field {

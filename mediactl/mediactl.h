@@ -41,3 +41,19 @@ int verb_verify(int argc, char *argv[]);
 int verb_evidence(int argc, char *argv[]);
 int verb_status(int argc, char *argv[]);
 int verb_check_config(int argc, char *argv[]);
+int verb_media(int argc, char *argv[]);   /* media.c */
+int verb_grant(int argc, char *argv[]);   /* grant.c */
+int verb_manager(int argc, char *argv[]); /* manager.c */
+/* media.c: helpers for the ledger and grant verbs. Prints "what: "value"" to stderr. */
+void ctl_bad_value(const char *what, const char *value);
+/* Parses a date or time; a bare YYYY-MM-DD as an end means the end of that day (UTC).
+ * Prints why not. Returns 0 or -EINVAL. */
+int ctl_parse_date(const char *s, bool end, int64_t *ret);
+/* Sends req and calls each() for every MAMORI_MORE reply (and for a final OK reply that
+ * carries a medium). Prints a refusal. Returns the final status, or -1 if policyd could
+ * not be asked. */
+int ctl_stream(int fd, mamori_msg *req, int (*each)(const mamori_msg *m, void *u), void *u);
+/* manager.c: reads a manager key file (private, ours) and decrypts the secret key into sk
+ * (MAMORI_GRANT_SK_LEN bytes, sodium_malloc'd by the caller). Prints why not. Returns 0,
+ * -EBADE for a wrong passphrase, or another negative errno. */
+int manager_load_key(const char *path, int pass_fd, uint8_t *sk);

@@ -6,3 +6,5 @@
 
 extern const handler core_handlers[];     /* core.c */
 extern const handler evidence_handlers[]; /* evidence.c */
+extern const handler media_handlers[];    /* media.c, media-decide.c, grants.c */
+int media_init(server *srv);              /* media.c: ledger, manager and grant tables */

@@ -67,6 +67,7 @@ static const struct module {
 } modules[] = {
         {core_handlers, NULL},
         {evidence_handlers, NULL},
+        {media_handlers, media_init},
 };
 
 store *server_store(server *srv) { return srv->st; }
