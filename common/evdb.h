@@ -18,7 +18,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt *, sqlite3_finalize)
 #define MAMORI_EVDB_SCHEMA_VERSION 1
 
 /* Opens (read-write: creating the schema) or read-only an evidence database, with
- * WAL, full synchronous commits and foreign keys. Returns 0, or -EIO with a message
+ * WAL and full synchronous commits. Returns 0, or -EIO with a message
  * logged. */
 int mamori_evdb_open(const char *path, bool readonly, sqlite3 **ret);
 

@@ -254,6 +254,24 @@ int mamori_record_decode(const uint8_t *buf, size_t len, mamori_record **ret)
         return 0;
 }
 
+int mamori_record_peek(const uint8_t *buf, size_t len, uint64_t *ret_seq, const char **ret_type,
+                       size_t *ret_type_len)
+{
+        /* magic 4 | version 1 | seq 8 @5 | time 8 | synced 1 | uid 4 | type: u16 @26, bytes @28 */
+        if (len < 28 || memcmp(buf, MAGIC, 4) != 0 || buf[4] != VERSION)
+                return -EBADMSG;
+        size_t tl = (size_t)buf[26] << 8 | buf[27];
+        if (tl > MAMORI_TYPE_MAX || len - 28 < tl)
+                return -EBADMSG;
+        uint64_t seq = 0;
+        for (int i = 0; i < 8; i++)
+                seq = (seq << 8) | buf[5 + i];
+        *ret_seq = seq;
+        *ret_type = (const char *)buf + 28;
+        *ret_type_len = tl;
+        return 0;
+}
+
 void mamori_chain_hash(const uint8_t prev[MAMORI_HASH_LEN], const uint8_t *body, size_t len,
                        uint8_t next[MAMORI_HASH_LEN])
 {

@@ -70,6 +70,12 @@ int mamori_record_encode(mamori_record *rec, uint8_t **ret);
 /* Decodes a canonical encoding. Returns 0, -EBADMSG for anything not canonical, -ENOMEM. */
 int mamori_record_decode(const uint8_t *buf, size_t len, mamori_record **ret);
 
+/* Reads the seq and type out of an encoding without allocating (the verifier's fast
+ * path: whether the rest is canonical is settled by the hash). Returns 0 and points
+ * *ret_type at the type's bytes (not NUL-terminated), or -EBADMSG. */
+int mamori_record_peek(const uint8_t *buf, size_t len, uint64_t *ret_seq, const char **ret_type,
+                       size_t *ret_type_len);
+
 /* next = BLAKE2b-256(prev || body). */
 void mamori_chain_hash(const uint8_t prev[MAMORI_HASH_LEN], const uint8_t *body, size_t len,
                        uint8_t next[MAMORI_HASH_LEN]);

@@ -443,7 +443,7 @@ int verb_status(int argc, char *argv[])
         (void)mamori_msg_get_u32(m, MAMORI_F_UID, &uid);
         printf("policyd %s on ", version);
         print_text_safe(stdout, host);
-        printf("\nevidence: %" PRIu64 " records, epoch %" PRIu32 "\nyou: uid %" PRIu32 ", roles:", seq, epoch, uid);
+        printf("\nevidence: last seq %" PRIu64 ", epoch %" PRIu32 "\nyou: uid %" PRIu32 ", roles:", seq, epoch, uid);
         for (size_t i = 0; i < m->n_fields; i++) {
                 const char *r;
                 if (m->fields[i].tag == MAMORI_F_ROLE && mamori_field_str(&m->fields[i], 32, &r) >= 0)

@@ -197,7 +197,10 @@ static int handle_query(server *srv, conn *c, const mamori_msg *req)
                 sqlite3_bind_text(q->st, 7, media, -1, SQLITE_TRANSIENT);
         if (type)
                 sqlite3_bind_text(q->st, 8, type, -1, SQLITE_TRANSIENT);
-        q->after_time = INT64_MIN;
+        /* The cursor starts at the range's start, so the index range does too (starting
+         * it at the smallest time would walk every entry before `since`). */
+        q->after_time = since;
+        q->after_seq = 0;
         q->limit = limit;
         q->type = req->type;
         conn_set_producer(c, query_produce, q, query_free);

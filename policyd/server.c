@@ -26,6 +26,8 @@
 #define OUT_CAP (32u * 1024u * 1024u) /* a peer that does not read is dropped past this */
 #define GROUPS_MAX 256
 #define DENIALS_MAX 16
+#define CONNS_PER_UID_MAX 64 /* one user cannot take the descriptors PAM and the agent need */
+#define CONNS_MAX 1000
 
 struct conn {
         int fd;
@@ -216,6 +218,20 @@ static void accept_all(server *srv)
                         close(fd); /* no credentials, no service (fail closed) */
                         continue;
                 }
+                unsigned total = 0, same = 0;
+                for (conn *o = srv->conns; o; o = o->next) {
+                        total++;
+                        same += o->cred.uid == c->cred.uid;
+                }
+                /* Over the cap: refused (fail closed for that peer); root is never refused
+                 * for another user's connections, only for its own count. */
+                if (total >= CONNS_MAX || same >= CONNS_PER_UID_MAX) {
+                        log_warning("Too many connections (uid %u has %u), refusing pid %d.", c->cred.uid, same,
+                                    (int)c->cred.pid);
+                        free(c);
+                        close(fd);
+                        continue;
+                }
                 c->fd = fd;
                 snprintf(c->name, sizeof c->name, "pid %d uid %u", (int)c->cred.pid, c->cred.uid);
                 conn_roles_init(srv, c);
@@ -364,7 +380,8 @@ static void process(server *srv, conn *c)
                 }
                 /* While its earlier replies wait for the batch, a peer may only add
                  * submissions to it; anything else waits for the commit, in order. */
-                if (c->depends && m->type != MAMORI_MSG_EVIDENCE_SUBMIT) {
+                /* Nor may a new request interleave its reply with a stream still going. */
+                if ((c->depends && m->type != MAMORI_MSG_EVIDENCE_SUBMIT) || c->produce) {
                         c->held = m;
                         return;
                 }
@@ -421,9 +438,9 @@ static void conn_flush(server *srv, conn *c)
  * dropped, so a client that saw no acknowledgement knows its records were not kept. */
 static void commit(server *srv)
 {
-        if (!store_dirty(srv->st))
-                return;
-        int r = store_commit(srv->st);
+        /* Also when a handler (rotate, purge) already committed the batch itself: with
+         * nothing pending, nobody's output waits any more. */
+        int r = store_dirty(srv->st) ? store_commit(srv->st) : 0;
         for (conn *c = srv->conns; c; c = c->next) {
                 if (r < 0 && c->depends)
                         c->dead = true;
@@ -453,7 +470,7 @@ static void settle(server *srv)
                 for (conn *c = srv->conns; c; c = c->next) {
                         if (c->dead)
                                 continue;
-                        if (c->held || (!c->depends && c->rd.len > 0)) {
+                        if ((c->held || (!c->depends && c->rd.len > 0)) && !c->produce) {
                                 process(srv, c);
                                 again = true;
                         }
@@ -471,7 +488,7 @@ static void settle(server *srv)
         }
         commit(srv);
         for (conn *c = srv->conns; c; c = c->next)
-                if (!c->dead && (c->out_len > c->out_off || c->produce))
+                if (!c->dead && !c->depends && (c->out_len > c->out_off || c->produce))
                         conn_flush(srv, c);
         reap(srv);
 }
@@ -509,7 +526,8 @@ int server_run(server *srv)
                                 conn *c = p;
                                 if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
                                         conn_read(srv, c);
-                                if (evs[i].events & EPOLLOUT)
+                                /* Output that waits for the batch must not leave before it commits. */
+                                if ((evs[i].events & EPOLLOUT) && !c->depends)
                                         conn_flush(srv, c);
                         }
                 }

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +19,7 @@
 #include "evdb.h"
 #include "log.h"
 #include "store.h"
+#include "wire.h"
 
 #define KEY_FILE "epoch.key"
 #define KEY_FILE_NEW "epoch.key.new"
@@ -121,7 +125,8 @@ static int write_anchor_file(store *s)
         mamori_anchor_format(s->anchor, line);
         (void)unlinkat(s->dir_fd, "anchor.pub", 0);
         _cleanup_close_ int fd = openat(s->dir_fd, "anchor.pub", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line))
+        /* explicit: the daemon's umask is 077 */
+        if (fd < 0 || fchmod(fd, 0644) < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line))
                 return log_error_errno(errno ? errno : EIO, "Failed to write anchor.pub: %m");
         return 0;
 }
@@ -296,6 +301,10 @@ void store_free(store *s)
                 (void)exec(s, "ROLLBACK");
         sqlite3_finalize(s->ins);
         sqlite3_finalize(s->ins_cp);
+        /* Leave one self-contained file at a clean stop (the WAL folded in), whoever
+         * else still holds a statement on this connection. */
+        if (s->db)
+                (void)sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
         sqlite3_close_v2(s->ro);
         sqlite3_close_v2(s->db);
         for (size_t i = 0; i < s->n_jq; i++)
@@ -412,25 +421,70 @@ static void message_id(const char *type, char out[33])
         sodium_bin2hex(out, 33, h, sizeof h);
 }
 
-/* Copies committed records to the journal with structured fields (best effort: the
- * store is the record; the journal is a copy for log shipping). */
+/* asprintf() that returns NULL on failure (its pointer is undefined then). */
+__attribute__((format(printf, 1, 2))) static char *fmt(const char *f, ...)
+{
+        char *p;
+        va_list ap;
+        va_start(ap, f);
+        int r = vasprintf(&p, f, ap);
+        va_end(ap);
+        return r < 0 ? NULL : p;
+}
+
+/* Sends one record to the journal: the header as MAMORI_* fields and each of the
+ * record's own fields as MAMORI_F_<KEY>. Returns sd_journal_sendv()'s result. */
+static int journal_send(uint64_t seq, const mamori_record *rec)
+{
+        size_t n = 9 + rec->n_pairs;
+        _cleanup_free_ struct iovec *iov = calloc(n, sizeof *iov);
+        _cleanup_free_ char **strs = calloc(n, sizeof *strs);
+        if (!iov || !strs)
+                return -ENOMEM;
+        char mid[33], t[32];
+        message_id(rec->type, mid);
+        const char *user = mamori_record_get(rec, "user");
+        strs[0] = fmt("MESSAGE=mamori evidence %" PRIu64 ": %s%s%s", seq, rec->type, user ? " user=" : "",
+                      user ? user : "");
+        strs[1] = fmt("MESSAGE_ID=%s", mid);
+        strs[2] = fmt("PRIORITY=6");
+        strs[3] = fmt("MAMORI_SEQ=%" PRIu64, seq);
+        strs[4] = fmt("MAMORI_TYPE=%s", rec->type);
+        strs[5] = fmt("MAMORI_TIME=%s", mamori_format_time(rec->time_us, t));
+        strs[6] = fmt("MAMORI_UID=%" PRIu32, rec->uid);
+        strs[7] = fmt("MAMORI_CLOCK_SYNCED=%d", rec->clock_synced);
+        strs[8] = fmt("MAMORI_COMPONENT=%s", rec->component);
+        for (size_t i = 0; i < rec->n_pairs; i++) {
+                /* Keys are [a-z0-9_.]: upper-cased, '.' as '_', they are valid field names. */
+                char key[MAMORI_PAIR_KEY_MAX + 1];
+                size_t j;
+                for (j = 0; rec->pairs[i].key[j] && j < MAMORI_PAIR_KEY_MAX; j++)
+                        key[j] = rec->pairs[i].key[j] == '.' ? '_' : toupper((unsigned char)rec->pairs[i].key[j]);
+                key[j] = 0;
+                strs[9 + i] = fmt("MAMORI_F_%s=%s", key, rec->pairs[i].value);
+        }
+        int r = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (!strs[i])
+                        r = -ENOMEM;
+                else
+                        iov[i] = (struct iovec){strs[i], strlen(strs[i])};
+        }
+        if (r == 0)
+                r = sd_journal_sendv(iov, n);
+        for (size_t i = 0; i < n; i++)
+                free(strs[i]);
+        return r;
+}
+
+/* Copies committed records to the journal (best effort: the store is the record; the
+ * journal is a copy that log shipping carries off the host). */
 static void journal_flush(store *s)
 {
         for (size_t i = 0; i < s->n_jq; i++) {
-                mamori_record *rec = s->jq[i].rec;
-                if (s->journal) {
-                        char mid[33], t[32];
-                        message_id(rec->type, mid);
-                        const char *user = mamori_record_get(rec, "user");
-                        sd_journal_send("MESSAGE=mamori evidence %" PRIu64 ": %s%s%s", s->jq[i].seq, rec->type,
-                                        user ? " user=" : "", user ? user : "",
-                                        "MESSAGE_ID=%s", mid, "PRIORITY=6",
-                                        "MAMORI_SEQ=%" PRIu64, s->jq[i].seq, "MAMORI_TYPE=%s", rec->type,
-                                        "MAMORI_TIME=%s", mamori_format_time(rec->time_us, t),
-                                        "MAMORI_UID=%" PRIu32, rec->uid, "MAMORI_COMPONENT=%s", rec->component,
-                                        "MAMORI_CLOCK_SYNCED=%d", rec->clock_synced, NULL);
-                }
-                mamori_record_free(rec);
+                if (s->journal && journal_send(s->jq[i].seq, s->jq[i].rec) < 0)
+                        log_debug("Failed to copy record %" PRIu64 " to the journal, ignoring.", s->jq[i].seq);
+                mamori_record_free(s->jq[i].rec);
         }
         s->n_jq = 0;
 }

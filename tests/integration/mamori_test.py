@@ -146,6 +146,15 @@ class Policyd:
         return self.run([MEDIACTL] + list(args), user=user, input=input, check=check)
 
 
+def copy_db(src, dst):
+    """Copies an SQLite database as SQLite sees it (WAL included)."""
+    import sqlite3
+    a, b = sqlite3.connect(src), sqlite3.connect(dst)
+    a.backup(b)
+    a.close()
+    b.close()
+
+
 PASSED = []
 
 

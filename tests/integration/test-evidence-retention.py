@@ -9,7 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 
-from mamori_test import BENCH_INGEST, Policyd, check, done
+from mamori_test import copy_db, BENCH_INGEST, Policyd, check, done
 
 
 def main():
@@ -46,7 +46,7 @@ def main():
 
         # Removing more records from the front by hand is not a purge: caught.
         copy = os.path.join(pd.tmp, 'copy.db')
-        shutil.copyfile(os.path.join(pd.state_dir, 'evidence.db'), copy)
+        copy_db(os.path.join(pd.state_dir, 'evidence.db'), copy)
         con = sqlite3.connect(copy)
         con.execute('DELETE FROM records WHERE seq <= 410')
         con.commit()

@@ -8,7 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 
-from mamori_test import BENCH_INGEST, TAMPER, Policyd, check, done
+from mamori_test import copy_db, BENCH_INGEST, TAMPER, Policyd, check, done
 
 CONFIG = 'evidence: { checkpoint_records = 500; };\n'
 
@@ -16,7 +16,7 @@ CONFIG = 'evidence: { checkpoint_records = 500; };\n'
 def verify_copy(pd, tmp, name, *tamper):
     """Copies the store, applies one tampering, and verifies the copy offline."""
     db = os.path.join(tmp, name + '.db')
-    shutil.copyfile(os.path.join(pd.state_dir, 'evidence.db'), db)
+    copy_db(os.path.join(pd.state_dir, 'evidence.db'), db)
     if tamper:
         subprocess.run([TAMPER, tamper[0], db] + [str(a) for a in tamper[1:]], check=True)
     return pd.mediactl('verify', '--db', db, '--anchor', os.path.join(tmp, 'anchor.pub'))
