@@ -562,6 +562,10 @@ static void test_header_malformed(void **state)
         expect_header(V "-> a\nAAAAA\n" MAC, -EBADMSG);                    /* length 1 mod 4 */
         expect_header(V "-> a\nAA-A\n" MAC, -EBADMSG);                     /* URL alphabet */
         expect_header(V "-> a\nAA AA\n" MAC, -EBADMSG);
+        /* Bytes >= 0x80, which libsodium 1.0.18's base64 decoder lets through. */
+        expect_header(V "-> a\nAA\x90" "A\n" MAC, -EBADMSG);
+        expect_header(V "-> X25519 TEiF0ypqr+bpvcqXNyCVJpL7OuwPdVwPL7KQEbFDOC\xff\n\n" MAC, -EBADMSG);
+        expect_header(V X "--- tnRUR2vmmU92czsjnioF5ujgXUetUhzUoQPPGT9wm\x80g\n", -EBADMSG);
         expect_header(V X "---\n", -EBADMSG);                              /* no MAC */
         expect_header(V X "---  tnRUR2vmmU92czsjnioF5ujgXUetUhzUoQPPGT9wmug\n", -EBADMSG);
         expect_header(V X "--- tnRUR2vmmU92czsjnioF5ujgXUetUhzUoQPPGT9wmu\n", -EBADMSG);

@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * mamori-bench-age: age encryption throughput on one file in tmpfs, ours beside
+ * the reference `age` CLI, with libsodium's raw ChaCha20-Poly1305 as the ceiling.
+ *   mamori-bench-age [--size MiB] [--runs N] [--threads N] [--dir /dev/shm] [--age PATH]
+ * Defaults: 1024 MiB, best of 2 runs, threads = online CPUs. The issue's target is
+ * mamori at least 1.5 times as fast as `age -r` on encryption.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "age.h"
+#include "cleanup.h"
+
+#define MiB (1024.0 * 1024.0)
+
+typedef struct bench_cfg {
+        size_t size;
+        unsigned runs, threads;
+        const char *dir, *age;
+        char in[4096], out[4096], dec[4096], id_path[4096];
+        char recipient[128];
+        mamori_age_identity *id;
+} bench_cfg;
+
+static double now(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Writes size random bytes to path. */
+static int make_input(const char *path, size_t size)
+{
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        _cleanup_free_ uint8_t *buf = malloc(1 << 20);
+
+        if (fd < 0 || !buf)
+                return -errno;
+        for (size_t off = 0; off < size; off += 1 << 20) {
+                size_t n = size - off < (1 << 20) ? size - off : (1 << 20);
+                randombytes_buf(buf, n);
+                if (write(fd, buf, n) != (ssize_t) n)
+                        return -EIO;
+        }
+        return 0;
+}
+
+/* Times one run of our encrypt (in -> out) or decrypt (out -> dec). */
+static double time_ours(const bench_cfg *c, bool decrypt)
+{
+        _cleanup_close_ int in = open(decrypt ? c->out : c->in, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int out = open(decrypt ? c->dec : c->out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                                       0600);
+        mamori_age_recipient rc;
+        int r;
+
+        if (in < 0 || out < 0 || mamori_age_identity_to_recipient(c->id, &rc) < 0)
+                return -1;
+        double t = now();
+        if (decrypt) {
+                mamori_age_identity *ids[] = { c->id };
+                r = mamori_age_decrypt_fd(in, out, &(mamori_age_decrypt_opts) {
+                        .identities = ids, .n_identities = 1, .threads = c->threads });
+        } else
+                r = mamori_age_encrypt_fd(in, out, &(mamori_age_encrypt_opts) {
+                        .recipients = &rc, .n_recipients = 1, .threads = c->threads });
+        t = now() - t;
+        if (r < 0) {
+                fprintf(stderr, "mamori %s: %s\n", decrypt ? "decrypt" : "encrypt", strerror(-r));
+                return -1;
+        }
+        return t;
+}
+
+/* Times one run of the age CLI: encrypt in -> out, or decrypt out -> dec. */
+static double time_age(const bench_cfg *c, bool decrypt)
+{
+        double t = now();
+        pid_t pid = fork();
+        int status;
+
+        if (pid < 0)
+                return -1;
+        if (pid == 0) {
+                if (decrypt)
+                        execlp(c->age, c->age, "-d", "-i", c->id_path, "-o", c->dec, c->out, (char *) NULL);
+                else
+                        execlp(c->age, c->age, "-r", c->recipient, "-o", c->out, c->in, (char *) NULL);
+                _exit(127);
+        }
+        if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                fprintf(stderr, "%s failed\n", c->age);
+                return -1;
+        }
+        return now() - t;
+}
+
+typedef struct raw_job {
+        uint8_t *buf;
+        size_t len;
+} raw_job;
+
+/* Seals len bytes as 64 KiB chunks with libsodium directly: no I/O, no framing. */
+static void *raw_seal(void *arg)
+{
+        raw_job *j = arg;
+        uint8_t key[32] = { 1 }, nonce[12] = { 0 }, tag[16];
+
+        for (size_t off = 0; off + MAMORI_AGE_CHUNK_SIZE <= j->len; off += MAMORI_AGE_CHUNK_SIZE) {
+                memcpy(nonce, &off, sizeof(off));
+                crypto_aead_chacha20poly1305_ietf_encrypt_detached(j->buf + off, tag, NULL, j->buf + off,
+                                                                   MAMORI_AGE_CHUNK_SIZE, NULL, 0, NULL,
+                                                                   nonce, key);
+        }
+        return NULL;
+}
+
+/* Raw seal of size bytes (in a 64 MiB buffer reused) over n threads; returns seconds. */
+static double time_raw(size_t size, unsigned n)
+{
+        size_t per = 64u << 20, rounds = size / per / n ?: 1;
+        pthread_t th[64];
+        raw_job jobs[64];
+        double t;
+
+        for (unsigned i = 0; i < n; i++) {
+                jobs[i] = (raw_job) { .buf = malloc(per), .len = per };
+                if (!jobs[i].buf)
+                        return -1;
+                memset(jobs[i].buf, 0x5a, per);
+        }
+        t = now();
+        for (size_t r = 0; r < rounds; r++) {
+                for (unsigned i = 0; i < n; i++)
+                        pthread_create(&th[i], NULL, raw_seal, &jobs[i]);
+                for (unsigned i = 0; i < n; i++)
+                        pthread_join(th[i], NULL);
+        }
+        t = now() - t;
+        for (unsigned i = 0; i < n; i++)
+                free(jobs[i].buf);
+        return t * ((double) size / (double) (rounds * n * per));
+}
+
+/* Best (shortest) of runs; -1 if any run failed. */
+static double best_of(const bench_cfg *c, double (*fn)(const bench_cfg *, bool), bool decrypt)
+{
+        double best = -1;
+        for (unsigned i = 0; i < c->runs; i++) {
+                double t = fn(c, decrypt);
+                if (t < 0)
+                        return -1;
+                if (best < 0 || t < best)
+                        best = t;
+        }
+        return best;
+}
+
+static void row(const char *what, double secs, double size, double ref)
+{
+        printf("  %-44s %8.3f s %9.1f MiB/s", what, secs, size / MiB / secs);
+        if (ref > 0)
+                printf("   %5.2fx age", ref / secs);
+        printf("\n");
+}
+
+/* Sets up the key files the age CLI needs. */
+static int setup_keys(bench_cfg *c)
+{
+        _cleanup_free_ char *rs = NULL;
+        char *sk = NULL;
+        mamori_age_recipient rc;
+        FILE *f;
+        int r;
+
+        r = mamori_age_identity_generate(&c->id);
+        if (r >= 0)
+                r = mamori_age_identity_to_recipient(c->id, &rc);
+        if (r >= 0)
+                r = mamori_age_recipient_format(&rc, &rs);
+        if (r >= 0)
+                r = mamori_age_identity_format(c->id, &sk);
+        if (r < 0)
+                return r;
+        snprintf(c->recipient, sizeof(c->recipient), "%s", rs);
+        f = fopen(c->id_path, "we");
+        if (!f) {
+                sodium_free(sk);
+                return -errno;
+        }
+        fprintf(f, "%s\n", sk);
+        fclose(f);
+        sodium_free(sk);
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "size", required_argument, NULL, 's' }, { "runs", required_argument, NULL, 'n' },
+                { "threads", required_argument, NULL, 't' }, { "dir", required_argument, NULL, 'd' },
+                { "age", required_argument, NULL, 'a' }, {},
+        };
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        bench_cfg c = { .size = 1024u << 20, .runs = 2, .threads = cpus > 0 ? (unsigned) cpus : 1,
+                        .dir = "/dev/shm", .age = "age" };
+        int o, r;
+
+        while ((o = getopt_long(argc, argv, "s:n:t:d:a:", opts, NULL)) >= 0)
+                switch (o) {
+                case 's': c.size = (size_t) strtoul(optarg, NULL, 10) << 20; break;
+                case 'n': c.runs = (unsigned) strtoul(optarg, NULL, 10) ?: 1; break;
+                case 't': c.threads = (unsigned) strtoul(optarg, NULL, 10) ?: 1; break;
+                case 'd': c.dir = optarg; break;
+                case 'a': c.age = optarg; break;
+                default: return 2;
+                }
+        if (sodium_init() < 0 || c.threads > 64)
+                return 2;
+        snprintf(c.in, sizeof(c.in), "%s/mamori-bench-age.%d.in", c.dir, (int) getpid());
+        snprintf(c.out, sizeof(c.out), "%s/mamori-bench-age.%d.age", c.dir, (int) getpid());
+        snprintf(c.dec, sizeof(c.dec), "%s/mamori-bench-age.%d.dec", c.dir, (int) getpid());
+        snprintf(c.id_path, sizeof(c.id_path), "%s/mamori-bench-age.%d.key", c.dir, (int) getpid());
+
+        r = setup_keys(&c);
+        if (r >= 0)
+                r = make_input(c.in, c.size);
+        if (r < 0) {
+                fprintf(stderr, "setup: %s\n", strerror(-r));
+                return 1;
+        }
+        double age_enc = best_of(&c, time_age, false);
+        double our_enc = best_of(&c, time_ours, false);
+        double age_dec = best_of(&c, time_age, true);
+        double our_dec = best_of(&c, time_ours, true);
+        double raw1 = time_raw(c.size, 1), rawn = time_raw(c.size, c.threads);
+        unlink(c.in);
+        unlink(c.out);
+        unlink(c.dec);
+        unlink(c.id_path);
+        mamori_age_identity_free(c.id);
+        if (age_enc < 0 || our_enc < 0 || age_dec < 0 || our_dec < 0 || raw1 < 0 || rawn < 0)
+                return 1;
+
+        char label[128];
+        double sz = (double) c.size;
+        printf("age v1 throughput, %.0f MiB file in %s, %ld CPUs online, best of %u\n", sz / MiB, c.dir,
+               cpus, c.runs);
+        snprintf(label, sizeof(label), "mamori encrypt (%u threads)", c.threads);
+        row(label, our_enc, sz, age_enc);
+        row("age -r (reference CLI)", age_enc, sz, age_enc);
+        snprintf(label, sizeof(label), "mamori decrypt (%u threads)", c.threads);
+        row(label, our_dec, sz, age_dec);
+        row("age -d -i (reference CLI)", age_dec, sz, age_dec);
+        row("libsodium ChaCha20-Poly1305, 1 thread, no I/O", raw1, sz, 0);
+        snprintf(label, sizeof(label), "libsodium ChaCha20-Poly1305, %u threads (ceiling)", c.threads);
+        row(label, rawn, sz, 0);
+        printf("encrypt ratio mamori/age: %.2fx (target >= 1.50x: %s)\n", age_enc / our_enc,
+               age_enc / our_enc >= 1.5 ? "met" : "NOT met");
+        return 0;
+}
