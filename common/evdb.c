@@ -34,7 +34,9 @@ int mamori_evdb_open(const char *path, bool readonly, sqlite3 **ret)
         sqlite3_busy_timeout(db, 5000);
         const char *pragmas = readonly ? "PRAGMA query_only=1;"
                                        : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                                         "PRAGMA wal_autocheckpoint=10000;";
+                                         "PRAGMA wal_autocheckpoint=10000;"
+                                         /* the indexes' pages stay in memory: 64 MiB */
+                                         "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;";
         char *err = NULL;
         if (sqlite3_exec(db, pragmas, NULL, NULL, &err) != SQLITE_OK ||
             (!readonly && sqlite3_exec(db, schema, NULL, NULL, &err) != SQLITE_OK)) {

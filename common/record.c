@@ -429,6 +429,20 @@ int64_t mamori_now_us(void)
         return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+bool mamori_clock_synced_cached(void)
+{
+        static int64_t checked;
+        static bool synced;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        if (checked == 0 || now - checked >= 1000) {
+                synced = mamori_clock_synced();
+                checked = now;
+        }
+        return synced;
+}
+
 bool mamori_clock_synced(void)
 {
         struct timex tx = {0};

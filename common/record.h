@@ -105,4 +105,6 @@ int mamori_parse_time(const char *s, int64_t *ret);
  * synchronised to a reference (adjtimex STA_UNSYNC clear). */
 int64_t mamori_now_us(void);
 bool mamori_clock_synced(void);
+/* The same, asked of the kernel at most once a second (for hot paths). */
+bool mamori_clock_synced_cached(void);
 DEFINE_TRIVIAL_CLEANUP_FUNC(mamori_record *, mamori_record_free)

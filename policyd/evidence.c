@@ -24,8 +24,7 @@ static int record_from_request(const mamori_msg *req, uid_t uid, mamori_record *
                 return r;
         rec->uid = uid;
         rec->time_us = mamori_now_us();
-        rec->clock_synced = mamori_clock_synced();
-        bool have_type = false, have_component = false;
+        bool have_type = false, have_component = false, have_synced = false;
         for (size_t i = 0; i < req->n_fields; i++) {
                 const mamori_field *f = &req->fields[i];
                 const char *s;
@@ -53,6 +52,7 @@ static int record_from_request(const mamori_msg *req, uid_t uid, mamori_record *
                         if (mamori_field_uint(f, 1, &v) < 0 || v > 1)
                                 return -EBADMSG;
                         rec->clock_synced = v;
+                        have_synced = true;
                         break;
                 case MAMORI_F_EV_PAIR:
                         if (mamori_field_pair(f, key, &s) < 0 || mamori_record_add(rec, key, s) < 0)
@@ -64,6 +64,8 @@ static int record_from_request(const mamori_msg *req, uid_t uid, mamori_record *
         }
         if (!have_type || !have_component)
                 return -EBADMSG;
+        if (!have_synced)
+                rec->clock_synced = mamori_clock_synced_cached();
         *ret = TAKE_PTR(rec);
         return 0;
 }

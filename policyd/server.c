@@ -304,7 +304,7 @@ int server_evidence(server *srv, const char *type, uid_t uid, ...)
         if (r < 0)
                 return r;
         rec->time_us = mamori_now_us();
-        rec->clock_synced = mamori_clock_synced();
+        rec->clock_synced = mamori_clock_synced_cached();
         rec->uid = uid;
         r = mamori_record_set(rec, &rec->type, type);
         if (r >= 0)
