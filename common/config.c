@@ -82,6 +82,16 @@ static bool valid_name(const char *s)
 
 #define NAME_WHAT "a user or group name ([A-Za-z_][A-Za-z0-9_-]*)"
 
+static bool valid_totp_algorithm(const char *s)
+{
+        return streq(s, "sha1") || streq(s, "sha256") || streq(s, "sha512");
+}
+
+static bool valid_unreachable(const char *s)
+{
+        return streq(s, "mfa-closed") || streq(s, "closed");
+}
+
 /* The key is the field's path in mamori_config, so a row cannot name the wrong field. */
 #define KEY_UINT32(field, lo, hi, d)                                                               \
         { #field, CFG_UINT32, offsetof(mamori_config, field), lo, hi, d, NULL, NULL, NULL }
@@ -119,6 +129,24 @@ static const ConfigKey config_table[] = {
         KEY_UINT32(evidence.retention_permission_days, 366, 36525, 366),
         KEY_UINT32(evidence.retention_admin_days, 366, 36525, 1827),
         KEY_BOOL(evidence.journal, true),
+        /* R-AUTH-1: lockout, with a stricter profile for administrators. */
+        KEY_UINT32(auth.deny, 1, 100, 5),
+        KEY_UINT32(auth.fail_interval, 1, 604800, 900),
+        KEY_UINT32(auth.unlock_time, 1, 604800, 900),
+        KEY_UINT32(auth.admin_deny, 1, 100, 3),
+        KEY_UINT32(auth.admin_unlock_time, 1, 604800, 3600),
+        KEY_STRV(auth.admin_groups, 1, 32, valid_name, NAME_WHAT),
+        /* R-AUTH-3: who needs the second factor, on which services. */
+        KEY_STRV(auth.mfa_users, 1, 32, valid_name, NAME_WHAT),
+        KEY_STRV(auth.mfa_groups, 1, 32, valid_name, NAME_WHAT),
+        KEY_STRV(auth.mfa_services, 1, 64, valid_name, NAME_WHAT),
+        { "auth.totp_algorithm", CFG_STRING, offsetof(mamori_config, auth.totp_algorithm), 1, 6, 0,
+          "sha1", valid_totp_algorithm, "sha1, sha256 or sha512" },
+        KEY_UINT32(auth.totp_digits, 6, 8, 6),
+        KEY_UINT32(auth.totp_window, 0, 10, 1),
+        /* What pam_mamori does when policyd cannot be reached (pam_mamori(8)). */
+        { "auth.unreachable", CFG_STRING, offsetof(mamori_config, auth.unreachable), 1, 16, 0,
+          "mfa-closed", valid_unreachable, "mfa-closed or closed" },
 };
 
 typedef struct ParseContext {

@@ -44,6 +44,21 @@ typedef struct mamori_config {
                 uint32_t retention_admin_days;      /* default 1827, min 366, max 36525 */
                 bool journal;                 /* default true: copy records to the journal */
         } evidence;
+        struct {                        /* pam_mamori and policyd/auth.c (R-AUTH-1..3) */
+                uint32_t deny;                /* default 5, 1..100: failures that lock */
+                uint32_t fail_interval;       /* default 900 s: failures counted within this */
+                uint32_t unlock_time;         /* default 900 s: lock length */
+                uint32_t admin_deny;          /* default 3: the administrators' profile */
+                uint32_t admin_unlock_time;   /* default 3600 s */
+                char **admin_groups;          /* besides roles.admin_group and root; default [] */
+                char **mfa_users;             /* second factor required for these users */
+                char **mfa_groups;            /* ... and members of these groups */
+                char **mfa_services;          /* ... on these PAM services; [] = every service */
+                char *totp_algorithm;         /* "sha1" (default), "sha256", "sha512" */
+                uint32_t totp_digits;         /* default 6; 6 or 8 */
+                uint32_t totp_window;         /* default 1, 0..10 steps either side */
+                char *unreachable;            /* "mfa-closed" (default) or "closed" */
+        } auth;
 } mamori_config;
 
 /* Built-in defaults. Returns 0 or -ENOMEM. */

@@ -56,6 +56,18 @@ static const char *const type_names[_MAMORI_MSG_MAX] = {
         [MAMORI_MSG_GRANT_REVOKE] = "grant-revoke",
         [MAMORI_MSG_GRANT_LIST] = "grant-list",
         [MAMORI_MSG_MANAGER_UNTRUST] = "manager-untrust",
+        [MAMORI_MSG_AUTH_PREAUTH] = "auth-preauth",
+        [MAMORI_MSG_AUTH_FAIL] = "auth-fail",
+        [MAMORI_MSG_AUTH_SUCCESS] = "auth-success",
+        [MAMORI_MSG_AUTH_ACCOUNT] = "auth-account",
+        [MAMORI_MSG_SESSION_OPEN] = "session-open",
+        [MAMORI_MSG_SESSION_CLOSE] = "session-close",
+        [MAMORI_MSG_USER_STATUS] = "user-status",
+        [MAMORI_MSG_USER_UNLOCK] = "user-unlock",
+        [MAMORI_MSG_USER_BAN] = "user-ban",
+        [MAMORI_MSG_USER_UNBAN] = "user-unban",
+        [MAMORI_MSG_TOTP_ENROLL] = "totp-enroll",
+        [MAMORI_MSG_AUTH_PASSWD] = "auth-passwd",
 };
 
 const char *mamori_msg_type_to_string(int type)

@@ -59,6 +59,19 @@ typedef enum mamori_msg_type {
         MAMORI_MSG_GRANT_REVOKE = 57,     /* manager: a signed revocation */
         MAMORI_MSG_GRANT_LIST = 58,       /* readers: one MORE per grant, then OK */
         MAMORI_MSG_MANAGER_UNTRUST = 59,  /* root */
+        /* 96-127: authentication (policyd/auth.c, pam_mamori, mediactl user) */
+        MAMORI_MSG_AUTH_PREAUTH = 96,     /* lock check + reserve one attempt */
+        MAMORI_MSG_AUTH_FAIL = 97,        /* the password was wrong */
+        MAMORI_MSG_AUTH_SUCCESS = 98,     /* the password was right (+ TOTP code) */
+        MAMORI_MSG_AUTH_ACCOUNT = 99,     /* banned/locked? previous login */
+        MAMORI_MSG_SESSION_OPEN = 100,
+        MAMORI_MSG_SESSION_CLOSE = 101,
+        MAMORI_MSG_USER_STATUS = 102,
+        MAMORI_MSG_USER_UNLOCK = 103,
+        MAMORI_MSG_USER_BAN = 104,
+        MAMORI_MSG_USER_UNBAN = 105,
+        MAMORI_MSG_TOTP_ENROLL = 106,
+        MAMORI_MSG_AUTH_PASSWD = 107,     /* a password was changed */
         _MAMORI_MSG_MAX = 256,
 } mamori_msg_type;
 
@@ -129,6 +142,22 @@ typedef enum mamori_tag {
         MAMORI_F_NEXT_CHANGE = 169,    /* i64: when the answer next changes, µs */
         MAMORI_F_MODE = 170,           /* u8: mode bits asked about */
         MAMORI_F_PERMIT = 171,         /* u8: 1 if F_USER may use F_MODE now */
+        MAMORI_F_AUTH_SERVICE = 256, /* str: PAM service */
+        MAMORI_F_AUTH_RHOST = 257,   /* str: remote host, "" for local */
+        MAMORI_F_AUTH_TTY = 258,     /* str */
+        MAMORI_F_AUTH_CODE = 259,    /* str: a TOTP code (6-8 digits) */
+        MAMORI_F_AUTH_UNTIL = 260,   /* i64: locked until, µs since the epoch */
+        MAMORI_F_AUTH_BANNED = 261,  /* u8 */
+        MAMORI_F_AUTH_NEED_TOTP = 262, /* u8: the second factor is required */
+        MAMORI_F_AUTH_LAST_TIME = 263, /* i64: previous login, µs */
+        MAMORI_F_AUTH_LAST_HOST = 264, /* str */
+        MAMORI_F_AUTH_LAST_SERVICE = 265, /* str */
+        MAMORI_F_AUTH_LAST_TTY = 266, /* str */
+        MAMORI_F_AUTH_URI = 267,     /* str: otpauth:// URI, in the enroll reply only */
+        MAMORI_F_AUTH_SESSION = 268, /* u64: session id */
+        MAMORI_F_AUTH_REASON = 269,  /* str */
+        MAMORI_F_AUTH_PID = 270,     /* u32 */
+        MAMORI_F_AUTH_TOTP = 271,    /* u8: a TOTP secret is enrolled */
 } mamori_tag;
 
 typedef struct mamori_field {

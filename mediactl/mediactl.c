@@ -27,6 +27,7 @@ static const verb verbs[] = {
         {"evidence", verb_evidence, "anchor | rotate | purge"},
         {"status", verb_status, "policyd's state and your roles"},
         {"check-config", verb_check_config, "check a policy file before installing it"},
+        {"user", verb_user, "logins: status|unlock|ban|unban|totp-enroll USER"},
         {"media", verb_media, "the media ledger: register|list|show|change|retire|inventory|decide"},
         {"grant", verb_grant, "media permissions: create|list|revoke|export|import|consume"},
         {"manager", verb_manager, "media-use manager keys: keygen|trust|untrust|list"},

@@ -41,6 +41,7 @@ int verb_verify(int argc, char *argv[]);
 int verb_evidence(int argc, char *argv[]);
 int verb_status(int argc, char *argv[]);
 int verb_check_config(int argc, char *argv[]);
+int verb_user(int argc, char *argv[]);   /* user.c */
 int verb_media(int argc, char *argv[]);   /* media.c */
 int verb_grant(int argc, char *argv[]);   /* grant.c */
 int verb_manager(int argc, char *argv[]); /* manager.c */

@@ -8,3 +8,5 @@ extern const handler core_handlers[];     /* core.c */
 extern const handler evidence_handlers[]; /* evidence.c */
 extern const handler media_handlers[];    /* media.c, media-decide.c, grants.c */
 int media_init(server *srv);              /* media.c: ledger, manager and grant tables */
+extern const handler auth_handlers[];     /* auth.c, totp.c */
+int auth_module_init(server *srv);        /* auth.c: lockout and TOTP tables */

@@ -70,6 +70,7 @@ static const struct module {
         {core_handlers, NULL},
         {evidence_handlers, NULL},
         {media_handlers, media_init},
+        {auth_handlers, auth_module_init},
 };
 
 store *server_store(server *srv) { return srv->st; }

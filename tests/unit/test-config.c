@@ -286,6 +286,14 @@ static const struct {
         { "evidence", "retention_login_days", 1827, 36525 },
         { "evidence", "retention_permission_days", 366, 36525 },
         { "evidence", "retention_admin_days", 366, 36525 },
+        /* R-AUTH-1 lockout, R-AUTH-3 TOTP (pam_mamori). */
+        { "auth", "deny", 1, 100 },
+        { "auth", "fail_interval", 1, 604800 },
+        { "auth", "unlock_time", 1, 604800 },
+        { "auth", "admin_deny", 1, 100 },
+        { "auth", "admin_unlock_time", 1, 604800 },
+        { "auth", "totp_digits", 6, 8 },
+        { "auth", "totp_window", 0, 10 },
 };
 
 /* Each bound is accepted, one below and one above are refused naming the range (R-EV-11). */
