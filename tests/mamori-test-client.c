@@ -7,6 +7,7 @@
  *                        if policyd closed the connection, else "served"
  *   oversize             announce a frame over the cap; print "dropped" or "served"
  *   bad-submit           a submission with a field policyd does not know
+ *   submit TYPE TIME_US KEY=VALUE...   one record with exactly these fields; prints its seq
  * The socket is $MAMORI_SOCKET.
  */
 #include <errno.h>
@@ -82,6 +83,30 @@ int main(int argc, char *argv[])
                 if (write(fd, f, sizeof f) != sizeof f)
                         return 3;
                 puts(fate(fd));
+                return 0;
+        }
+        if (strcmp(argv[1], "submit") == 0 && argc >= 4) {
+                mamori_msg *m, *r;
+                if (mamori_msg_new(MAMORI_MSG_EVIDENCE_SUBMIT, 0, &m) < 0)
+                        return 3;
+                mamori_msg_put_str(m, MAMORI_F_EV_TYPE, argv[2]);
+                mamori_msg_put_str(m, MAMORI_F_EV_COMPONENT, "test");
+                mamori_msg_put_i64(m, MAMORI_F_EV_TIME, strtoll(argv[3], NULL, 10));
+                for (int i = 4; i < argc; i++) {
+                        char *eq = strchr(argv[i], '=');
+                        if (!eq)
+                                return 2;
+                        *eq = 0;
+                        mamori_msg_put_pair(m, MAMORI_F_EV_PAIR, argv[i], eq + 1);
+                }
+                int k = mamori_client_call(fd, m, &r);
+                mamori_msg_free(m);
+                if (k < 0)
+                        return 3;
+                uint64_t seq = 0;
+                (void)mamori_msg_get_u64(r, MAMORI_F_EV_SEQ, &seq);
+                printf("%s %llu\n", mamori_status_to_string(r->status), (unsigned long long)seq);
+                mamori_msg_free(r);
                 return 0;
         }
         if (strcmp(argv[1], "bad-submit") == 0) {
