@@ -70,7 +70,7 @@ static void test_invalid(void **state)
 {
         static const char *const bad[] = {
                 " 1nwldj5",            /* hrp character out of range */
-                "\x7f" "1axkwrx",      /* hrp character out of range */
+                "\1771axkwrx",         /* hrp character out of range (0x7f) */
                 "pzry9x0s0muk",        /* no separator */
                 "1pzry9x0s0muk",       /* empty hrp */
                 "x1b4n0q5v",           /* 'b' is not in the alphabet */
