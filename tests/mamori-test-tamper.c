@@ -26,7 +26,7 @@
 
 static sqlite3 *db;
 
-static void die(const char *what)
+__attribute__((noreturn)) static void die(const char *what)
 {
         fprintf(stderr, "tamper: %s: %s\n", what, db ? sqlite3_errmsg(db) : "");
         exit(2);
