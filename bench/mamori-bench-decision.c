@@ -44,7 +44,7 @@ static int cmp_i64(const void *a, const void *b)
         return x < y ? -1 : x > y;
 }
 
-static void die_sql(sqlite3 *db, const char *what)
+__attribute__((noreturn)) static void die_sql(sqlite3 *db, const char *what)
 {
         fprintf(stderr, "mamori-bench-decision: %s: %s\n", what, sqlite3_errmsg(db));
         exit(1);
