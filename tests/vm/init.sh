@@ -14,6 +14,29 @@ fail() {
     poweroff -f
 }
 
+# Copy directory $1 into $2 like "cp -a $1/. $2/", but where $2 has a symlink to a
+# directory (merged /usr: /lib -> usr/lib) copy into its target instead of failing.
+merge() {
+    local e n d t
+    for e in "$1"/* "$1"/.[!.]*; do
+        [ -e "$e" ] || [ -L "$e" ] || continue
+        n=${e##*/}
+        d="$2/$n"
+        if [ -d "$e" ] && [ ! -L "$e" ] && [ -L "$d" ]; then
+            t=$(readlink "$d")
+            case "$t" in
+            /*) t="/newroot$t" ;;
+            *) t="$2/$t" ;;
+            esac
+            merge "$e" "$t" || return 1
+        elif [ -d "$e" ] && [ ! -L "$e" ] && [ -d "$d" ]; then
+            merge "$e" "$d" || return 1
+        else
+            cp -a "$e" "$2/" || return 1
+        fi
+    done
+}
+
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -23,12 +46,16 @@ while read -r m; do
     insmod "/mods/$m" || fail "insmod $m"
 done </mods/order
 
-mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 mamoriroot /lower ||
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144${MAMORI_9P_CACHE:+,cache=$MAMORI_9P_CACHE} mamoriroot /lower ||
     fail "cannot mount the host root over 9p"
 mount -t tmpfs -o mode=0755,size=75% mamori-rw /rw || fail "tmpfs"
 mkdir -p /rw/upper /rw/work
 mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay /newroot ||
     fail "overlay"
+
+# The host may be a container: its marker files would make systemd think the guest
+# is one too (and then ignore the kernel command line and skip units).
+rm -f /newroot/.dockerenv /newroot/run/.containerenv
 
 # The host's own enabled units and local unit config do not belong in the guest
 # (usbguard, databases, timers): start from the distribution's units only.
@@ -37,16 +64,20 @@ mkdir -p /newroot/etc/systemd/system
 
 mount -t 9p -o trans=virtio,version=9p2000.L,ro mamoricfg /cfg || fail "cannot mount mamoricfg"
 if [ -d /cfg/root ]; then
-    cp -a /cfg/root/. /newroot/ || fail "copying the per-boot files"
+    merge /cfg/root /newroot || fail "copying the per-boot files"
 fi
 if [ -f /cfg/trees ]; then
     # Host directories (e.g. a "meson install --destdir") laid over /.
     while read -r t; do
         [ -n "$t" ] || continue
-        cp -a "/newroot$t/." /newroot/ || fail "copying tree $t"
+        merge "/newroot$t" /newroot || fail "copying tree $t"
     done </cfg/trees
 fi
 umount /cfg
+
+# A fresh /tmp: Debian's tmpfiles.d empties /tmp at boot ("D /tmp"), which on the
+# overlay would mean whiting out the host's /tmp file by file.
+mount -t tmpfs -o mode=1777,nosuid,nodev mamori-tmp /newroot/tmp || fail "tmpfs on /tmp"
 
 mount --move /proc /newroot/proc
 mount --move /sys /newroot/sys

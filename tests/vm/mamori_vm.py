@@ -12,6 +12,7 @@ are plugged and pulled through QMP on a qemu-xhci controller, and commands run i
 the guest through a virtio-serial channel served by guest_agent.py. See README.md.
 Python 3 standard library only.
 """
+import atexit
 import base64
 import json
 import os
@@ -67,8 +68,7 @@ def find_kernel():
         if os.path.isdir(os.path.join("/lib/modules", ver, "kernel")):
             found.append(ver)
     if override:
-        ver = os.path.basename(override)[len("vmlinuz-"):]
-        return override, ver
+        return override, os.path.basename(override)[len("vmlinuz-"):]
     if not found:
         raise BenchError("no /boot/vmlinuz-* with /lib/modules: install linux-image-amd64 "
                          "(tools/deps vm)")
@@ -76,7 +76,7 @@ def find_kernel():
     def key(v):
         return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", v)]
     ver = max(found, key=key)
-    return os.path.join("/boot", ver and "vmlinuz-" + ver), ver
+    return os.path.join("/boot", "vmlinuz-" + ver), ver
 
 
 def module_order(kver, wanted):
@@ -277,6 +277,15 @@ def make_iso(path, label="MAMORI_CD", files=None):
     return path
 
 
+def meson_install(build_root=None, destdir=None):
+    """"meson install" the build tree into destdir (default: a new temporary directory)
+    and return destdir, for VM(trees=[...]). VM(install_build=True) does this itself."""
+    destdir = destdir or tempfile.mkdtemp(prefix="mamori-install-")
+    subprocess.run([need("meson"), "install", "-C", build_root or BUILD_ROOT, "--no-rebuild",
+                    "--quiet", "--destdir", destdir], check=True, stdout=subprocess.DEVNULL)
+    return destdir
+
+
 def usb_string_as_seen(s):
     """What the guest kernel shows for a USB string descriptor QEMU was given as s.
     QEMU puts each byte of the UTF-8 property into one UTF-16 code unit (hw/usb/desc.c),
@@ -424,7 +433,7 @@ class Channel:
                 left = deadline - time.monotonic()
                 if left <= 0 or self.closed:
                     return pred()
-                self.cond.wait(left)
+                self.cond.wait(min(left, 0.5))  # also re-check pred (QEMU may have died)
             return True
 
     def request(self, msg, timeout):
@@ -517,7 +526,7 @@ class VM:
     """
 
     def __init__(self, name="vm", memory=2048, smp=2, files=None, units=None, enable=None,
-                 trees=None, mask=None, kernel_args=(), logdir=None):
+                 trees=None, mask=None, kernel_args=(), logdir=None, install_build=False):
         self.name = name
         self.memory, self.smp = memory, smp
         self.files = dict(files or {})
@@ -528,6 +537,7 @@ class VM:
         self.kernel_args = list(kernel_args)
         self.logdir = logdir or os.path.join(BUILD_ROOT, "tests", "vm", "logs", name)
         self.workdir = tempfile.mkdtemp(prefix="mamori-vm-%s-" % re.sub(r"\W", "", name)[:20])
+        self.install_build = install_build
         self.proc = None
         self.qmp = None
         self.chan = None
@@ -563,8 +573,16 @@ class VM:
             os.chmod(dst, mode)
         enable = ["mamori-bench-guest.service"] + self.enable
         for unit in self.units:
-            shutil.copy(unit, os.path.join(sysd, os.path.basename(unit)))
-            enable.append(os.path.basename(unit))
+            if isinstance(unit, tuple):
+                name, text = unit
+                with open(os.path.join(sysd, name), "w") as f:
+                    f.write(text)
+            else:
+                name = os.path.basename(unit)
+                shutil.copy(unit, os.path.join(sysd, name))
+            enable.append(name)
+        if self.install_build:
+            self.trees.insert(0, meson_install(destdir=os.path.join(self.workdir, "install")))
         for unit in enable:
             src = os.path.join(sysd, unit)
             for target in _wanted_by(src) or ["multi-user.target"]:
@@ -615,10 +633,14 @@ class VM:
         t0 = time.monotonic()
         self.qemu_log = open(os.path.join(self.workdir, "qemu.log"), "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.qemu_log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        _live_vms.add(self)
         self.t0 = t0
-        self.qmp = QMP(os.path.join(self.workdir, "qmp.sock"))
-        self.chan = Channel(os.path.join(self.workdir, "bench.sock"))
+        try:
+            self.qmp = QMP(os.path.join(self.workdir, "qmp.sock"))
+            self.chan = Channel(os.path.join(self.workdir, "bench.sock"))
+        except BenchError as e:
+            raise BenchError("%s; QEMU said: %s" % (e, self.qemu_output()))
         left = lambda: max(1, timeout - (time.monotonic() - t0))
         if not self.chan.wait(lambda: self.chan.hello is not None or self.proc.poll() is not None,
                               left()) or self.chan.hello is None:
@@ -832,10 +854,10 @@ class VM:
         self.devices[qid] = dev
         return dev
 
-    def send_keys(self, keys, keyboard=None):
-        """Type QEMU key names (e.g. ["shift", "a"] pressed together) on keyboard."""
-        args = {"keys": [{"type": "qcode", "data": k} for k in keys]}
-        self.qmp.cmd("send-key", **args)
+    def send_keys(self, keys):
+        """Press and release QEMU key names together (e.g. ["shift", "a"]). QEMU sends
+        them to the most recently plugged keyboard."""
+        self.qmp.cmd("send-key", keys=[{"type": "qcode", "data": k} for k in keys])
 
     def pull(self, dev, timeout=30):
         """Unplug a device (Device or its id) as a user pulling it out would."""
@@ -849,6 +871,13 @@ class VM:
         del self.devices[dev.id]
 
     # -- logs and power -----------------------------------------------------------
+
+    def qemu_output(self):
+        try:
+            with open(os.path.join(self.workdir, "qemu.log"), "rb") as f:
+                return f.read().decode("utf-8", "replace").strip() or "(nothing)"
+        except OSError:
+            return "(no output)"
 
     def console_tail(self, n=40):
         try:
@@ -904,6 +933,7 @@ class VM:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        _live_vms.discard(self)
         if self.qmp:
             self.qmp.close()
         if self.chan:
@@ -912,6 +942,22 @@ class VM:
             except OSError:
                 pass
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+_live_vms = set()
+
+
+def _die_with_parent():
+    """In QEMU's child process: get SIGKILL when the test process dies, however it dies."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+
+@atexit.register
+def _kill_live_vms():
+    for vm in list(_live_vms):
+        vm.kill()
 
 
 GUEST_UNIT = """\
@@ -961,6 +1007,7 @@ def run_scenarios(scenarios, name=None, **vm_kw):
     name = name or os.path.splitext(os.path.basename(sys.argv[0]))[0]
     print("1..%d" % len(scenarios), flush=True)
     vm = VM(name=name, **vm_kw)
+    shutil.rmtree(vm.logdir, ignore_errors=True)  # logs present = the last run failed
     failed = 0
     try:
         vm.boot()

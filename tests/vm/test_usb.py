@@ -153,6 +153,47 @@ def two_sticks_and_a_keyboard_at_once(vm):
     check(not vm.exists(ev_node), "%s still there after the keyboard was pulled", ev_node)
 
 
+PROBE_UNIT = """\
+[Unit]
+Description=bench probe: a unit handed to VM(units=...)
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'cat /etc/mamori-bench/hello > /run/mamori-bench-probe'
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def build_tree_and_units_are_in_the_guest(vm):
+    """VM(install_build=True, units=..., files=...): what later scenarios start from."""
+    tree = vm.trees[0]
+    n = 0
+    for root, _, names in os.walk(tree):
+        for name in names:
+            host = os.path.join(root, name)
+            guest = "/" + os.path.relpath(host, tree)
+            if os.path.islink(host):
+                continue
+            with open(host, "rb") as f:
+                want = f.read()
+            check(vm.read(guest) == want, "%s in the guest differs from the build's", guest)
+            n += 1
+    check(n > 0, "meson install put nothing in %s", tree)
+    r = vm.run(["stat", "-c", "%a", "/etc/mamori-bench/hello"])
+    check(r.stdout.strip() == "600", "files= mode: %r", r.stdout)
+    check(vm.run(["systemctl", "is-active", "mamori-bench-probe.service"]).stdout.strip() ==
+          "active", "probe unit not active")
+    check(vm.read("/run/mamori-bench-probe") == b"hello from the host\n", "probe output %r",
+          vm.read("/run/mamori-bench-probe"))
+    # The host's own enabled units (usbguard, databases) are not started in the guest.
+    r = vm.run(["systemctl", "list-units", "--no-legend", "--plain", "usbguard*", "postgres*"])
+    check(r.stdout.strip() == "", "host units leaked into the guest: %r", r.stdout)
+
+
 if __name__ == "__main__":
-    sys.exit(run_scenarios([plug_one_stick_and_pull_it, two_sticks_and_a_keyboard_at_once,
-                            each_filesystem_is_real]))
+    sys.exit(run_scenarios([build_tree_and_units_are_in_the_guest, plug_one_stick_and_pull_it,
+                            two_sticks_and_a_keyboard_at_once, each_filesystem_is_real],
+                           install_build=True,
+                           units=[("mamori-bench-probe.service", PROBE_UNIT)],
+                           files={"/etc/mamori-bench/hello": ("hello from the host\n", 0o600)}))
