@@ -3,6 +3,7 @@
 """USB sticks, discs and keyboards in a real kernel, udev and block layer (issue 3).
 
 One boot, several scenarios: each plugs what it needs and pulls it again."""
+import hashlib
 import json
 import os
 import sys
@@ -153,6 +154,27 @@ def two_sticks_and_a_keyboard_at_once(vm):
     check(not vm.exists(ev_node), "%s still there after the keyboard was pulled", ev_node)
 
 
+def channel_carries_bytes_status_and_files(vm):
+    """run(), copy_in() and copy_out() pass every byte through and report exit status."""
+    blob = bytes(range(256)) * 64
+    vm.copy_in(blob, "/root/blob", mode=0o640)
+    check(vm.copy_out("/root/blob") == blob, "copy_in/copy_out changed the bytes")
+    r = vm.run(["sha256sum", "/root/blob"], check=True)
+    check(r.stdout.split()[0] == hashlib.sha256(blob).hexdigest(), "guest hash %r", r.stdout)
+    check(vm.run(["stat", "-c", "%a", "/root/blob"]).stdout.strip() == "640", "copy_in mode")
+    arg = b"\xff\xfe $(touch /tmp/x) `id` ' \" ; ../\n\x01"
+    r = vm.run([b"/usr/bin/printf", b"%s", arg])
+    check(r.rc == 0 and r.out == arg, "argv bytes came back as %r", r.out)
+    r = vm.run(["cat"], input=blob)
+    check(r.out == blob, "stdin did not reach the command intact")
+    r = vm.run(["sh", "-c", "echo out; echo err >&2; exit 7"])
+    check((r.rc, r.stdout, r.stderr) == (7, "out\n", "err\n"), "status/streams %r", r)
+    r = vm.run(["sleep", "30"], timeout=2)
+    check(r.timed_out and r.rc != 0, "a command past its timeout was not stopped: %r", r)
+    check(vm.run(["/nonexistent/binary"]).rc == 127, "missing binary is not rc 127")
+    check(not vm.exists("/tmp/x"), "an argument was run by a shell")
+
+
 PROBE_UNIT = """\
 [Unit]
 Description=bench probe: a unit handed to VM(units=...)
@@ -192,7 +214,8 @@ def build_tree_and_units_are_in_the_guest(vm):
 
 
 if __name__ == "__main__":
-    sys.exit(run_scenarios([build_tree_and_units_are_in_the_guest, plug_one_stick_and_pull_it,
+    sys.exit(run_scenarios([build_tree_and_units_are_in_the_guest,
+                            channel_carries_bytes_status_and_files, plug_one_stick_and_pull_it,
                             two_sticks_and_a_keyboard_at_once, each_filesystem_is_real],
                            install_build=True,
                            units=[("mamori-bench-probe.service", PROBE_UNIT)],
