@@ -186,6 +186,7 @@ static int parse_footer(cursor *c, age_header *h, const char *line, size_t len)
         return 0;
 }
 
+/* Version line, stanzas (each ending in a short body line), then "--- MAC". */
 int age_header_parse(const uint8_t *buf, size_t len, age_header **ret)
 {
         _cleanup_(age_header_freep) age_header *h = NULL;
@@ -237,6 +238,7 @@ static int text_append(char **text, size_t *text_len, const void *p, size_t len)
         return 0;
 }
 
+/* "-> args", then the body as 64-column lines and a shorter (maybe empty) last one. */
 int age_stanza_append(char **text, size_t *text_len, const char *const *args, size_t n_args,
                       const uint8_t *body, size_t body_len)
 {
@@ -271,6 +273,7 @@ int age_stanza_append(char **text, size_t *text_len, const char *const *args, si
         return r;
 }
 
+/* Version line, one stanza per recipient (or the lone scrypt one), "---", MAC. */
 int age_header_build(const mamori_age_encrypt_opts *opts, const uint8_t file_key[MAMORI_AGE_FILE_KEY_SIZE],
                      char **ret_text, size_t *ret_len)
 {

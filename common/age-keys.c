@@ -32,6 +32,7 @@ typedef struct wrap_scratch {
         uint8_t file_key[MAMORI_AGE_FILE_KEY_SIZE];
 } wrap_scratch;
 
+/* Extract (HMAC keyed by salt over ikm), then expand T(i) = HMAC(prk, T(i-1) || info || i). */
 int age_hkdf_sha256(uint8_t *out, size_t out_len, const uint8_t *ikm, size_t ikm_len,
                     const uint8_t *salt, size_t salt_len, const char *info)
 {
@@ -63,6 +64,7 @@ int age_hkdf_sha256(uint8_t *out, size_t out_len, const uint8_t *ikm, size_t ikm
         return 0;
 }
 
+/* HMAC-SHA256 keyed by HKDF(file key, "", "header"). */
 void age_header_mac(uint8_t mac[AGE_MAC_SIZE], const uint8_t file_key[MAMORI_AGE_FILE_KEY_SIZE],
                     const uint8_t *buf, size_t len)
 {
@@ -147,6 +149,7 @@ void mamori_age_identities_free(mamori_age_identity **ids, size_t n)
         free(ids);
 }
 
+/* Splits lines, skips comments and blank lines; each other line must be an identity. */
 int mamori_age_identities_parse_text(const char *text, mamori_age_identity ***ret, size_t *ret_n)
 {
         mamori_age_identity **ids = NULL;
@@ -235,6 +238,7 @@ static void seal_file_key(uint8_t body[32], const uint8_t key[32], const uint8_t
                                                   0, NULL, zero_nonce, key);
 }
 
+/* Ephemeral share, shared secret, HKDF(shared, share || recipient) wraps the file key. */
 int age_x25519_wrap(char **text, size_t *text_len, const mamori_age_recipient *rcpt,
                     const uint8_t file_key[MAMORI_AGE_FILE_KEY_SIZE])
 {
@@ -270,6 +274,7 @@ static int scrypt_key(uint8_t key[32], const char *passphrase, const uint8_t sal
         return 0;
 }
 
+/* Random salt, scrypt(passphrase, label || salt, 2^log2n, 8, 1) wraps the file key. */
 int age_scrypt_wrap(char **text, size_t *text_len, const char *passphrase, unsigned log2n,
                     const uint8_t file_key[MAMORI_AGE_FILE_KEY_SIZE])
 {
@@ -380,6 +385,7 @@ static int find_file_key(wrap_scratch *s, const age_header *h, const mamori_age_
         return -ENOKEY;
 }
 
+/* Unwraps the file key, then refuses the file unless the header MAC matches. */
 int age_header_unwrap(const age_header *h, const uint8_t *raw, const mamori_age_decrypt_opts *opts,
                       uint8_t ret_file_key[MAMORI_AGE_FILE_KEY_SIZE])
 {

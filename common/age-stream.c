@@ -354,6 +354,7 @@ static int source_at_eof(source *in)
         return 0;
 }
 
+/* Frees what the header reader kept. */
 static void source_done(source *in)
 {
         free(in->pre);
@@ -443,6 +444,7 @@ static int decrypt_fill(pipeline *p, source *in, uint64_t *counter, bool *eof)
         return 0;
 }
 
+/* Header and key, then slots of ciphertext to the workers, plaintext out in order. */
 int mamori_age_decrypt_fd(int in_fd, int out_fd, const mamori_age_decrypt_opts *opts)
 {
         _cleanup_sodium_free_ payload_keys *k = sodium_malloc(sizeof(payload_keys));
@@ -466,6 +468,7 @@ int mamori_age_decrypt_fd(int in_fd, int out_fd, const mamori_age_decrypt_opts *
         return r;
 }
 
+/* Fresh file key and nonce, header and nonce written at once, workers started. */
 int mamori_age_writer_new(int out_fd, const mamori_age_encrypt_opts *opts, mamori_age_writer **ret)
 {
         _cleanup_free_ char *header = NULL;
@@ -544,6 +547,7 @@ static void writer_commit(mamori_age_writer *w, size_t n)
         w->cur->len[w->cur->n - 1] += (uint32_t) n;
 }
 
+/* Copies into the current chunk, opening chunks and handing off slots as they fill. */
 int mamori_age_writer_write(mamori_age_writer *w, const void *buf, size_t len)
 {
         const uint8_t *p = buf;
@@ -571,6 +575,7 @@ int mamori_age_writer_write(mamori_age_writer *w, const void *buf, size_t len)
         return 0;
 }
 
+/* Marks the last chunk final (an empty one for an empty file) and drains. */
 int mamori_age_writer_finish(mamori_age_writer *w)
 {
         int r;
@@ -604,6 +609,7 @@ mamori_age_writer *mamori_age_writer_free(mamori_age_writer *w)
         return NULL;
 }
 
+/* A writer fed straight from in_fd, without an intermediate copy. */
 int mamori_age_encrypt_fd(int in_fd, int out_fd, const mamori_age_encrypt_opts *opts)
 {
         mamori_age_writer *w = NULL;
@@ -640,6 +646,7 @@ int mamori_age_encrypt_fd(int in_fd, int out_fd, const mamori_age_encrypt_opts *
         return r;
 }
 
+/* Header, key and nonce now; chunks on demand. */
 int mamori_age_reader_new(int in_fd, const mamori_age_decrypt_opts *opts, mamori_age_reader **ret)
 {
         mamori_age_reader *rd;
@@ -685,6 +692,7 @@ static int reader_next_chunk(mamori_age_reader *rd)
         return 0;
 }
 
+/* Serves plaintext from the current chunk, opening the next when it runs out. */
 ssize_t mamori_age_reader_read(mamori_age_reader *rd, void *buf, size_t len)
 {
         while (rd->off == rd->plen) {

@@ -74,6 +74,7 @@ static int check_hrp(const char *hrp, size_t hlen)
         return 0;
 }
 
+/* hrp, "1", 5-bit groups of data, six checksum characters. */
 int mamori_bech32_encode(const char *hrp, const uint8_t *data, size_t len, int upper, char **ret)
 {
         size_t hlen = strlen(hrp), n5 = 0;
@@ -116,6 +117,7 @@ int mamori_bech32_encode(const char *hrp, const uint8_t *data, size_t len, int u
         return 0;
 }
 
+/* Case check, last "1" splits hrp from data, checksum, then back to bytes. */
 int mamori_bech32_decode(const char *s, char **ret_hrp, uint8_t **ret_data, size_t *ret_len)
 {
         size_t len = strlen(s), hlen, n5, n8;
