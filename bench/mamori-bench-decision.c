@@ -259,10 +259,25 @@ int main(int argc, char *argv[])
                 }
                 v == MAMORI_VERDICT_ALLOWED ? allowed++ : blocked++;
         }
+        /* Baseline: a ping through the same socket (no lookup, no evidence), so that the
+         * machine's own scheduling noise can be told from the decision's cost. */
+        int64_t *base_lat = calloc(n, sizeof *base_lat);
+        for (unsigned i = 0; i < n && fd >= 0 && base_lat; i++) {
+                mamori_msg *rep;
+                int64_t a = mono_ns();
+                if (mamori_client_call_simple(fd, MAMORI_MSG_PING, &rep) < 0)
+                        break;
+                base_lat[i] = mono_ns() - a;
+                mamori_msg_free(rep);
+        }
         kill(pid, SIGTERM);
         waitpid(pid, NULL, 0);
-        if (fd < 0 || !lat)
+        if (fd < 0 || !lat || !base_lat)
                 return 1;
+        qsort(base_lat, n, sizeof *base_lat, cmp_i64);
+        printf("baseline ping: median %.3f ms, p99 %.3f ms, p99.9 %.3f ms (socket round trip and scheduling only)\n",
+               base_lat[n / 2] / 1e6, base_lat[(size_t)(n * 0.99)] / 1e6, base_lat[(size_t)(n * 0.999)] / 1e6);
+        free(base_lat);
         qsort(lat, n, sizeof *lat, cmp_i64);
         printf("decisions: %u (%u allowed, %u blocked), each recorded as evidence before the answer\n", n,
                allowed, blocked);
