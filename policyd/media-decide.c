@@ -325,7 +325,10 @@ int handle_decide(server *srv, conn *c, const mamori_msg *req)
         }
         int permit = d.user ? x.verdict != MAMORI_VERDICT_BLOCKED && permitted(&x, d.user, d.mode) : -1;
 
+        sqlite3 *db = store_writer(server_store(srv));
         r = media_begin(srv);
+        if (r >= 0)
+                r = media_exec(db, "SAVEPOINT decide");
         if (r >= 0 && x.no[0]) { /* the whereabouts check (R-REG-5): last seen, where */
                 sqlite3_reset(q.seen);
                 sqlite3_bind_text(q.seen, 1, x.no, -1, SQLITE_STATIC);
@@ -337,8 +340,12 @@ int handle_decide(server *srv, conn *c, const mamori_msg *req)
         }
         if (r >= 0)
                 r = decision_evidence(srv, c, &d, &x, would, permit);
-        if (r < 0) /* no evidence, no verdict: the agent keeps the device blocked (R-EV-9) */
+        if (r < 0) { /* no evidence, no verdict: the agent keeps the device blocked (R-EV-9) */
+                (void)media_exec(db, "ROLLBACK TO decide");
+                (void)media_exec(db, "RELEASE decide");
                 return conn_reply(c, req->type, MAMORI_E_STORAGE, "the decision could not be recorded");
+        }
+        (void)media_exec(db, "RELEASE decide");
 
         mamori_msg *m;
         r = mamori_msg_new(req->type, MAMORI_OK, &m);
@@ -396,6 +403,9 @@ int handle_consume(server *srv, conn *c, const mamori_msg *req)
                                                         : NULL;
         if (why)
                 return media_refuse(srv, c, req, "grant.use", used ? MAMORI_E_EXISTS : MAMORI_E_INVALID, why);
+        sqlite3 *db = store_writer(server_store(srv));
+        if (media_exec(db, "SAVEPOINT consume") < 0)
+                return conn_reply(c, req->type, MAMORI_E_STORAGE, "the use could not be recorded");
         sqlite3_reset(q.grant_use);
         sqlite3_bind_blob(q.grant_use, 1, id, MAMORI_GRANT_ID_LEN, SQLITE_STATIC);
         sqlite3_bind_int64(q.grant_use, 2, now);
@@ -404,8 +414,12 @@ int handle_consume(server *srv, conn *c, const mamori_msg *req)
         if (r >= 0)
                 r = server_evidence(srv, "grant.use", conn_uid(c), "grant_id", mamori_grant_id_format(id, idhex),
                                     "media", media, "user", user ? user : "", NULL);
-        if (r < 0)
+        if (r < 0) { /* not recorded, not used: the agent refuses the operation (fail closed) */
+                (void)media_exec(db, "ROLLBACK TO consume");
+                (void)media_exec(db, "RELEASE consume");
                 return conn_reply(c, req->type, MAMORI_E_STORAGE, "the use could not be recorded");
+        }
+        (void)media_exec(db, "RELEASE consume");
         conn_hold_for_commit(c);
         return conn_reply(c, req->type, MAMORI_OK, NULL);
 }

@@ -263,6 +263,23 @@ def test_change_and_inventory(pd):
     check(p.returncode == 0 and 'pc-honbu-07' in p.stdout, 'R-REG-5: inventory table')
 
 
+def test_policy_file(pd):
+    # R-IN-1, R-REG-8: the media settings are checked like every other key.
+    for text, key in (('media: { input_rule = "sometimes"; };\n', 'media.input_rule'),
+                      ('media: { allowed_ports = ["1-1; rm"]; };\n', 'media.allowed_ports[0]'),
+                      ('media: { optical_read = 1; };\n', 'media.optical_read'),
+                      ('media: { exempt_host = []; };\n', 'media.exempt_host')):
+        path = os.path.join(pd.tmp, 'bad.conf')
+        with open(path, 'w') as f:
+            f.write(text)
+        p = pd.mediactl('check-config', path)
+        check(p.returncode != 0 and key in p.stderr + p.stdout, f'policy file: a bad {key} is refused, naming it')
+    path = os.path.join(pd.tmp, 'good.conf')
+    with open(path, 'w') as f:
+        f.write('media: { input_rule = "grant"; allowed_ports = ["1-1", "2-1.4"]; audit_only_hosts = ["pc-1"]; };\n')
+    check(pd.mediactl('check-config', path).returncode == 0, 'policy file: a valid media section passes')
+
+
 def test_policy():
     conf = ('media: { optical_read = true; exempt_hosts = ["pc-exempt"]; audit_only_hosts = ["pc-audit"];'
             ' allowed_ports = ["1-1", "1-2"]; };\n')
@@ -311,6 +328,7 @@ def main():
         test_identity(pd)
         test_decisions(pd)
         test_change_and_inventory(pd)
+        test_policy_file(pd)
     test_policy()
     done()
 
