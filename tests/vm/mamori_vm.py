@@ -526,7 +526,8 @@ class VM:
     """
 
     def __init__(self, name="vm", memory=2048, smp=2, files=None, units=None, enable=None,
-                 trees=None, mask=None, kernel_args=(), logdir=None, install_build=False):
+                 trees=None, mask=None, kernel_args=(), logdir=None, install_build=False,
+                 qemu_args=()):
         self.name = name
         self.memory, self.smp = memory, smp
         self.files = dict(files or {})
@@ -538,6 +539,7 @@ class VM:
         self.logdir = logdir or os.path.join(BUILD_ROOT, "tests", "vm", "logs", name)
         self.workdir = tempfile.mkdtemp(prefix="mamori-vm-%s-" % re.sub(r"\W", "", name)[:20])
         self.install_build = install_build
+        self.qemu_args = list(qemu_args)
         self.proc = None
         self.qmp = None
         self.chan = None
@@ -620,9 +622,9 @@ class VM:
             "-device", "virtserialport,chardev=bench,name=" + PORT_NAME,
             "-device", "virtio-rng-pci",
             "-device", "qemu-xhci,id=xhci,p2=%d,p3=%d" % (USB_PORTS, USB_PORTS),
-        ]
+        ] + self.qemu_args
 
-    def boot(self, timeout=300):
+    def boot(self, timeout=600):
         """Start QEMU and return once the guest agent answers and systemd's boot is
         finished (is-system-running: running or degraded). Raises BenchError."""
         kernel, kver = find_kernel()
@@ -647,13 +649,17 @@ class VM:
             raise BenchError("guest agent never said hello (kernel %s); see console.log:\n%s"
                              % (kver, self.console_tail()))
         self.boot_seconds = self.chan.hello[0] - t0
+        # The guest's uptime at hello dates the kernel's start on the host's clock.
+        self.kernel_start_seconds = self.boot_seconds - self.chan.hello[1]["boot_monotonic"]
         r = self.run(["systemctl", "is-system-running", "--wait"], timeout=left())
         self.system_state = r.stdout.strip()
         if self.system_state not in ("running", "degraded"):
             raise BenchError("systemd did not finish booting: %r" % r)
         self.ready_seconds = time.monotonic() - t0
-        log("%s: kernel %s, agent up after %.1f s, boot-to-ready %.1f s (systemd: %s)" % (
-            self.name, kver, self.boot_seconds, self.ready_seconds, self.system_state))
+        log("%s: kernel %s started %.1f s after QEMU, agent up after %.1f s, "
+            "boot-to-ready %.1f s (systemd: %s)" % (self.name, kver, self.kernel_start_seconds,
+                                                    self.boot_seconds, self.ready_seconds,
+                                                    self.system_state))
         return self
 
     def __enter__(self):
