@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -56,6 +57,7 @@ typedef struct source {
         uint8_t *pre;
         size_t pre_len, pre_off;
         int pushback;
+        size_t header_len; /* bytes of header, for random access */
 } source;
 
 /* Keys of one file; sodium_malloc'd. */
@@ -81,6 +83,8 @@ struct mamori_age_reader {
         uint64_t counter;
         bool done;
         int error;
+        off_t start;         /* where the file began in in.fd, or -1 if not seekable */
+        uint64_t cached;     /* chunk held by pread, or UINT64_MAX */
 };
 
 /* STREAM nonce: 11-byte big-endian counter, then the last-chunk flag. */
@@ -392,6 +396,7 @@ static int payload_open(int fd, const mamori_age_decrypt_opts *opts, source *in,
                 return r;
         in->pre_off = h->len;
         in->pre_len = len;
+        in->header_len = h->len;
         r = age_header_unwrap(h, in->pre, opts, k->file_key);
         age_header_free(h);
         if (r < 0)
@@ -656,6 +661,8 @@ int mamori_age_reader_new(int in_fd, const mamori_age_decrypt_opts *opts, mamori
         if (!rd)
                 return -ENOMEM;
         rd->in = (source) { .fd = -1, .pushback = -1 };
+        rd->start = lseek(in_fd, 0, SEEK_CUR); /* -1 for pipes: pread then fails */
+        rd->cached = UINT64_MAX;
         rd->keys = sodium_malloc(sizeof(payload_keys));
         rd->chunk = malloc(CCHUNK);
         r = rd->keys && rd->chunk ? payload_open(in_fd, opts, &rd->in, rd->keys) : -ENOMEM;
@@ -682,6 +689,7 @@ static int reader_next_chunk(mamori_age_reader *rd)
                         return r;
                 last = r > 0;
         }
+        rd->cached = UINT64_MAX; /* the buffer no longer holds a pread chunk */
         n = chunk_open(rd->keys->payload_key, rd->counter, last, rd->chunk, (size_t) n);
         if (n < 0)
                 return (int) n;
@@ -708,6 +716,105 @@ ssize_t mamori_age_reader_read(mamori_age_reader *rd, void *buf, size_t len)
         memcpy(buf, rd->chunk + rd->off, n);
         rd->off += n;
         return (ssize_t) n;
+}
+
+/* Chunk layout of a seekable file from its size: payload offset, chunk count, plaintext size. */
+static int reader_layout(mamori_age_reader *rd, off_t *ret_payload, uint64_t *ret_chunks,
+                         uint64_t *ret_size)
+{
+        struct stat st;
+        off_t payload;
+        uint64_t clen, n;
+
+        if (rd->start < 0)
+                return -ESPIPE;
+        if (fstat(rd->in.fd, &st) < 0)
+                return -errno;
+        payload = rd->start + (off_t) rd->in.header_len + AGE_NONCE_SIZE;
+        if (st.st_size <= payload)
+                return -EBADMSG; /* no final chunk */
+        clen = (uint64_t) (st.st_size - payload);
+        n = (clen + CCHUNK - 1) / CCHUNK;
+        if (clen - (n - 1) * CCHUNK < AGE_TAG_SIZE)
+                return -EBADMSG;
+        *ret_payload = payload;
+        *ret_chunks = n;
+        *ret_size = clen - n * AGE_TAG_SIZE;
+        return 0;
+}
+
+int mamori_age_reader_size(mamori_age_reader *rd, uint64_t *ret)
+{
+        off_t payload;
+        uint64_t n, size;
+        int r = reader_layout(rd, &payload, &n, &size);
+
+        if (r < 0)
+                return r;
+        *ret = size;
+        return 0;
+}
+
+/* Reads and opens chunk idx of a seekable file into rd->chunk (the last one by file size). */
+static int reader_load_chunk(mamori_age_reader *rd, off_t payload, uint64_t n, uint64_t idx)
+{
+        size_t want = idx + 1 < n ? CCHUNK : 0;
+        struct stat st;
+        ssize_t k, got = 0;
+
+        if (want == 0) {
+                if (fstat(rd->in.fd, &st) < 0)
+                        return -errno;
+                want = (size_t) ((uint64_t) (st.st_size - payload) - idx * CCHUNK);
+        }
+        rd->cached = UINT64_MAX;
+        while ((size_t) got < want) {
+                k = pread(rd->in.fd, rd->chunk + got, want - got, payload + (off_t) (idx * CCHUNK) + got);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        return -EBADMSG; /* shrank under us */
+                got += k;
+        }
+        k = chunk_open(rd->keys->payload_key, idx, idx + 1 == n, rd->chunk, want);
+        if (k < 0)
+                return (int) k;
+        rd->cached = idx;
+        return 0;
+}
+
+/* Serves plaintext from [off, off+len) chunk by chunk, each authenticated on its own. */
+ssize_t mamori_age_reader_pread(mamori_age_reader *rd, void *buf, size_t len, uint64_t off)
+{
+        off_t payload;
+        uint64_t n, size;
+        size_t done = 0;
+        int r;
+
+        r = reader_layout(rd, &payload, &n, &size);
+        if (r < 0)
+                return r;
+        /* The sequential state shares the chunk buffer: reads after this start over. */
+        rd->plen = rd->off = 0;
+        rd->done = true;
+        while (done < len && off < size) {
+                uint64_t idx = off / CHUNK;
+                size_t within = (size_t) (off % CHUNK), avail;
+
+                if (rd->cached != idx) {
+                        r = reader_load_chunk(rd, payload, n, idx);
+                        if (r < 0)
+                                return r;
+                }
+                avail = (size_t) ((idx + 1 == n ? size - idx * CHUNK : CHUNK) - within);
+                avail = avail < len - done ? avail : len - done;
+                memcpy((uint8_t *) buf + done, rd->chunk + within, avail);
+                done += avail;
+                off += avail;
+        }
+        return (ssize_t) done;
 }
 
 mamori_age_reader *mamori_age_reader_free(mamori_age_reader *rd)

@@ -106,5 +106,15 @@ int mamori_age_reader_new(int in_fd, const mamori_age_decrypt_opts *opts, mamori
 /* Reads up to len bytes of authenticated plaintext. Returns the count, 0 at the
  * authenticated end of the file, or -errno (-EBADMSG tampered or truncated). */
 ssize_t mamori_age_reader_read(mamori_age_reader *r, void *buf, size_t len);
+/*
+ * Random access for a seekable input (the FUSE view reads at offsets): the
+ * plaintext size from the file size, and up to len bytes at plaintext offset off,
+ * each chunk authenticated as it is read (the last chunk by file size must carry
+ * the final flag, so truncation is caught when the end is read). Returns 0 / the
+ * count (0 at or past the end), -ESPIPE for a pipe, -EBADMSG, or -errno. Sequential
+ * reads after a pread return 0: use one style per reader.
+ */
+int mamori_age_reader_size(mamori_age_reader *r, uint64_t *ret);
+ssize_t mamori_age_reader_pread(mamori_age_reader *r, void *buf, size_t len, uint64_t off);
 /* Wipes and frees; accepts NULL; returns NULL. */
 mamori_age_reader *mamori_age_reader_free(mamori_age_reader *r);

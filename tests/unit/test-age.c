@@ -674,6 +674,85 @@ static void test_stanza_rules(void **state)
         assert_int_equal(unwrap_crafted(k, s, &pw), -ENOKEY);
 }
 
+/* Opens a reader on a copy of ct for random access. */
+static mamori_age_reader *pread_reader(const keys *k, const buf *ct, int *ret_fd)
+{
+        mamori_age_decrypt_opts d = { .identities = (mamori_age_identity *const *) &k->id[0],
+                                      .n_identities = 1 };
+        mamori_age_reader *rd = NULL;
+
+        *ret_fd = memfd_with(ct->p, ct->n);
+        assert_int_equal(mamori_age_reader_new(*ret_fd, &d, &rd), 0);
+        return rd;
+}
+
+/* Random access (the FUSE view's reads): any range, each chunk authenticated, truncation caught. */
+static void test_reader_pread(void **state)
+{
+        keys *k = *state;
+        buf plain = pattern(3 * CH + 5), got = { .p = malloc(4 * CH) };
+        mamori_age_encrypt_opts eo = { .recipients = &k->rc[0], .n_recipients = 1 };
+        buf ct = encrypt_mem(&eo, &plain);
+        static const struct {
+                uint64_t off;
+                size_t len;
+        } ranges[] = { { 0, 10 }, { CH - 3, 7 }, { CH, CH }, { 5, 3 * CH }, { 3 * CH, 100 },
+                       { 3 * CH + 4, 1 }, { 0, 4 * CH } };
+        uint64_t size = 0;
+        int fd;
+
+        mamori_age_reader *rd = pread_reader(k, &ct, &fd);
+        assert_int_equal(mamori_age_reader_size(rd, &size), 0);
+        assert_int_equal(size, plain.n);
+        for (size_t i = 0; i < ELEMENTSOF(ranges); i++) {
+                size_t want = ranges[i].off + ranges[i].len <= plain.n ? ranges[i].len
+                                                                        : plain.n - ranges[i].off;
+                assert_int_equal(mamori_age_reader_pread(rd, got.p, ranges[i].len, ranges[i].off), want);
+                assert_memory_equal(got.p, plain.p + ranges[i].off, want);
+        }
+        assert_int_equal(mamori_age_reader_pread(rd, got.p, 10, plain.n), 0);
+        assert_int_equal(mamori_age_reader_read(rd, got.p, 10), 0);
+        mamori_age_reader_free(rd);
+        close(fd);
+
+        /* A flipped byte in chunk 1 fails reads of chunk 1 only. */
+        size_t hlen = ct.n - 16 - 3 * CCH - 21;
+        ct.p[hlen + 16 + CCH + 100] ^= 1;
+        rd = pread_reader(k, &ct, &fd);
+        assert_int_equal(mamori_age_reader_pread(rd, got.p, 10, 0), 10);
+        assert_int_equal(mamori_age_reader_pread(rd, got.p, 10, CH + 5), -EBADMSG);
+        assert_int_equal(mamori_age_reader_pread(rd, got.p, 10, 2 * CH), 10);
+        mamori_age_reader_free(rd);
+        close(fd);
+        ct.p[hlen + 16 + CCH + 100] ^= 1;
+
+        /* Without the final chunk, the full chunk now last by size fails; chunk 0 still reads. */
+        ct.n -= 21;
+        rd = pread_reader(k, &ct, &fd);
+        assert_int_equal(mamori_age_reader_size(rd, &size), 0);
+        assert_int_equal(size, 3 * CH);
+        assert_int_equal(mamori_age_reader_pread(rd, got.p, 10, 0), 10);
+        assert_int_equal(mamori_age_reader_pread(rd, got.p, 10, 2 * CH + 1), -EBADMSG);
+        mamori_age_reader_free(rd);
+        close(fd);
+
+        /* A pipe is not seekable. */
+        int pfd[2];
+        assert_int_equal(pipe(pfd), 0);
+        ct.n += 21;
+        assert_true(write(pfd[1], ct.p, 4096) == 4096);
+        mamori_age_decrypt_opts d = { .identities = (mamori_age_identity *const *) &k->id[0],
+                                      .n_identities = 1 };
+        assert_int_equal(mamori_age_reader_new(pfd[0], &d, &rd), 0);
+        assert_int_equal(mamori_age_reader_pread(rd, got.p, 10, 0), -ESPIPE);
+        mamori_age_reader_free(rd);
+        close(pfd[0]);
+        close(pfd[1]);
+        buf_free(&plain);
+        buf_free(&got);
+        buf_free(&ct);
+}
+
 /* Identity files as age-keygen writes them. */
 static void test_identity_file(void **state)
 {
@@ -711,6 +790,7 @@ int main(void)
                 cmocka_unit_test(test_header_contents),
                 cmocka_unit_test_setup_teardown(test_stanza_rules, setup_keys, teardown_keys),
                 cmocka_unit_test(test_identity_file),
+                cmocka_unit_test_setup_teardown(test_reader_pread, setup_keys, teardown_keys),
         };
 
         if (sodium_init() < 0)
