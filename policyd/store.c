@@ -609,8 +609,13 @@ int64_t store_next_deadline(const store *s)
 int store_tick(store *s)
 {
         int64_t now = mono_us();
-        if (now >= s->epoch_start_mono + (int64_t)s->cfg->evidence.epoch_seconds * 1000000)
-                return store_rotate(s);
+        if (now >= s->epoch_start_mono + (int64_t)s->cfg->evidence.epoch_seconds * 1000000) {
+                int r = store_rotate(s);
+                /* A new epoch is also when old ones may have expired (R-EV-11). */
+                if (r >= 0 && store_purge(s, mamori_now_us()) < 0)
+                        log_warning("Retention purge failed; will retry at the next epoch, ignoring.");
+                return r;
+        }
         if (s->seq != s->sealed_seq &&
             now >= s->last_seal_mono + (int64_t)s->cfg->evidence.checkpoint_seconds * 1000000)
                 return store_seal(s);

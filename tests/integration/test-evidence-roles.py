@@ -8,8 +8,11 @@ import struct
 
 from mamori_test import TEST_CLIENT, Policyd, check, done
 
-# Requests any local user may send. Everything else needs a role.
-OPEN_TO_ALL = {'ping', 'status'}
+# Requests any local user may send (policyd then checks that a user asks only about
+# their own account: a screen locker authenticates its own user). Everything else
+# needs a role.
+OPEN_TO_ALL = {'ping', 'status', 'auth-preauth', 'auth-fail', 'auth-success', 'auth-account',
+               'user-status'}
 
 
 def ping(sock):
