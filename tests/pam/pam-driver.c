@@ -95,19 +95,27 @@ static const char *rc_name(int rc)
         }
 }
 
-/* Runs the operations in one PAM transaction; returns the last operation's rc. */
-static int run(const char *service, const char *user, const char *tty, const char *rhost, char **ops, int n_ops)
+/* Starts a PAM transaction with the login's items. Returns the handle or NULL. */
+static pam_handle_t *prepare(const char *service, const char *user, const char *tty, const char *rhost)
 {
-        struct pam_conv c = {conv, NULL};
+        static struct pam_conv c = {conv, NULL};
         pam_handle_t *ph = NULL;
-        struct pam_testcase tests[MAX_OPS];
-        int n = 0, rc = PAM_SYSTEM_ERR;
         if (pam_start(service, user, &c, &ph) != PAM_SUCCESS)
-                return PAM_SYSTEM_ERR;
+                return NULL;
         if (tty)
                 pam_set_item(ph, PAM_TTY, tty);
         if (rhost)
                 pam_set_item(ph, PAM_RHOST, rhost);
+        return ph;
+}
+
+/* Runs the operations in the transaction and ends it; returns the last operation's rc. */
+static int run(pam_handle_t *ph, const char *service, const char *user, char **ops, int n_ops)
+{
+        struct pam_testcase tests[MAX_OPS];
+        int n = 0, rc = PAM_SYSTEM_ERR;
+        if (!ph)
+                return PAM_SYSTEM_ERR;
         for (int i = 0; i < n_ops && n < MAX_OPS; i++)
                 for (size_t k = 0; k < sizeof op_names / sizeof *op_names; k++)
                         if (strcmp(ops[i], op_names[k].name) == 0)
@@ -173,27 +181,35 @@ int main(int argc, char *argv[])
         if (!user || optind >= argc)
                 return fprintf(stderr, "usage: pam-driver -u USER [...] OP...\n"), 2;
         if (parallel <= 0)
-                return run(service, user, tty, rhost, argv + optind, argc - optind) == PAM_SUCCESS ? 0 : 1;
+                return run(prepare(service, user, tty, rhost), service, user, argv + optind, argc - optind) ==
+                       PAM_SUCCESS ? 0 : 1;
 
-        /* N processes released together: each blocks on the pipe until the parent closes it. */
-        int gate[2], results[2];
-        if (pipe(gate) < 0 || pipe(results) < 0)
+        /* N processes released together: each starts its transaction (pam_wrapper sets up
+         * its directory then; one at a time, as its stale-directory check races), says
+         * so, and blocks on the gate until the parent closes it. */
+        int gate[2], ready[2], results[2];
+        if (pipe(gate) < 0 || pipe(ready) < 0 || pipe(results) < 0)
                 return 3;
         for (int i = 0; i < parallel; i++) {
                 pid_t pid = fork();
                 if (pid < 0)
                         return 3;
                 if (pid == 0) {
-                        char b;
+                        char b = 0;
                         close(gate[1]);
                         close(results[0]);
-                        (void)!read(gate[0], &b, 1);
                         int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
                         dup2(null, 1); /* the children's own lines are not wanted */
-                        int rc = run(service, user, tty, rhost, argv + optind, argc - optind);
+                        pam_handle_t *ph = prepare(service, user, tty, rhost);
+                        (void)!write(ready[1], &b, 1);
+                        (void)!read(gate[0], &b, 1);
+                        int rc = run(ph, service, user, argv + optind, argc - optind);
                         (void)!write(results[1], &rc, sizeof rc);
                         _exit(0);
                 }
+                char b;
+                if (read(ready[0], &b, 1) != 1)
+                        return 3;
         }
         close(gate[0]);
         close(results[1]);

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'integration'))
 from mamori_test import BUILD, SOURCE, Policyd, check, done, as_user  # noqa: E402
 
 DRIVER = os.path.join(BUILD, 'tests', 'pam', 'mamori-pam-driver')
-MODULE = os.path.join(BUILD, 'pam_module', 'pam_mamori.so')
+MODULE = os.environ.get('MAMORI_PAM_MODULE') or os.path.join(BUILD, 'pam_module', 'pam_mamori.so')
 WRAPPER_LIB = '/usr/lib/x86_64-linux-gnu/libpam_wrapper.so'
 MATRIX = '/usr/lib/x86_64-linux-gnu/pam_wrapper/pam_matrix.so'
 STAFF, STAFF2, ADMIN, AUDITOR = 'mamori-t-staff', 'mamori-t-staff2', 'mamori-t-admin', 'mamori-t-auditor'
