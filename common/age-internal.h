@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <sodium.h>
 
@@ -88,3 +89,31 @@ int age_header_unwrap(const age_header *h, const uint8_t *raw, const mamori_age_
 /* Builds a complete header (stanzas, MAC line) for a fresh file key. Returns 0 or -errno. */
 int age_header_build(const mamori_age_encrypt_opts *opts, const uint8_t file_key[MAMORI_AGE_FILE_KEY_SIZE],
                      char **ret_text, size_t *ret_len);
+
+/* Input with what the header reader read past the header, and one byte of pushback. */
+typedef struct age_source {
+        int fd;
+        uint8_t *pre;
+        size_t pre_len, pre_off;
+        int pushback;
+        size_t header_len; /* bytes of header, for random access */
+} age_source;
+
+/* Keys of one file; sodium_malloc'd. */
+typedef struct age_payload_keys {
+        uint8_t file_key[MAMORI_AGE_FILE_KEY_SIZE];
+        uint8_t payload_key[AGE_KEY_SIZE];
+} age_payload_keys;
+
+/* Opens one STREAM chunk (clen bytes at p, in place). Returns the plaintext length or
+ * -EBADMSG (bad tag, or an empty final chunk after others). */
+ssize_t age_chunk_open(const uint8_t *key, uint64_t counter, bool last, uint8_t *p, size_t clen);
+/* Reads up to len bytes, short only at end of file. Returns the count or -errno. */
+ssize_t age_source_read(age_source *in, uint8_t *buf, size_t len);
+/* Returns 1 at end of file, 0 if a byte follows (kept for the next read), or -errno. */
+int age_source_at_eof(age_source *in);
+/* Frees what the header reader kept. */
+void age_source_done(age_source *in);
+/* Reads the header from fd, finds the file key, reads the nonce, derives the payload
+ * key into k. Returns 0 or -errno (see age.h). */
+int age_payload_open(int fd, const mamori_age_decrypt_opts *opts, age_source *in, age_payload_keys *k);

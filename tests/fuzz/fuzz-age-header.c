@@ -18,6 +18,7 @@
 /* Included rather than linked, for coverage (see fuzz-config.c). */
 #include "../../common/age-header.c"
 #include "../../common/age-keys.c"
+#include "../../common/age-reader.c"
 #include "../../common/age-stream.c"
 #include "../../common/bech32.c"
 
