@@ -166,6 +166,24 @@ static pid_t start_policyd(const char *exe, const char *dir, const char *sock, c
         exit(1);
 }
 
+/* CPU time (user + system) the process has used, in seconds, from /proc/PID/stat. */
+static double cpu_seconds(pid_t pid)
+{
+        char path[64], buf[1024];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return -1;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+        unsigned long long ut, st;
+        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+                return -1;
+        return (double)(ut + st) / sysconf(_SC_CLK_TCK);
+}
+
 /* One decision for medium i (or an unregistered device when i is past the ledger). */
 static int ask(int fd, unsigned i, unsigned n_media, uint8_t *ret_verdict)
 {
@@ -246,6 +264,7 @@ int main(int argc, char *argv[])
         uint8_t v;
         for (unsigned i = 0; i < 200 && fd >= 0; i++) /* warm-up: page cache, statement cache */
                 (void)ask(fd, i * 7919 % n_media, n_media, &v);
+        double cpu0 = cpu_seconds(pid);
         for (unsigned i = 0; i < n && fd >= 0 && lat; i++) {
                 /* one in 20 is an unregistered device */
                 unsigned med = i % 20 == 19 ? n_media + i : (unsigned)((i * 2654435761u) % n_media);
@@ -259,6 +278,7 @@ int main(int argc, char *argv[])
                 }
                 v == MAMORI_VERDICT_ALLOWED ? allowed++ : blocked++;
         }
+        double cpu = cpu_seconds(pid) - cpu0;
         /* Baseline: a ping through the same socket (no lookup, no evidence), so that the
          * machine's own scheduling noise can be told from the decision's cost. */
         int64_t *base_lat = calloc(n, sizeof *base_lat);
@@ -283,6 +303,10 @@ int main(int argc, char *argv[])
                allowed, blocked);
         printf("latency: median %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms\n", lat[n / 2] / 1e6,
                lat[(size_t)(n * 0.99)] / 1e6, lat[(size_t)(n * 0.999)] / 1e6, lat[n - 1] / 1e6);
+        printf("policyd CPU per decision: %.3f ms (user + system, independent of other load)\n", cpu * 1e3 / n);
+        double load[1] = {0};
+        if (getloadavg(load, 1) == 1)
+                printf("load average during the run: %.2f on %ld CPUs\n", load[0], sysconf(_SC_NPROCESSORS_ONLN));
         printf("target p99 < 1 ms: %s\n", lat[(size_t)(n * 0.99)] < 1000000 ? "met" : "NOT met");
         free(lat);
         char cmd[PATH_MAX + 16];
