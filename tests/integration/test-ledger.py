@@ -263,6 +263,26 @@ def test_change_and_inventory(pd):
     check(p.returncode == 0 and 'pc-honbu-07' in p.stdout, 'R-REG-5: inventory table')
 
 
+def test_device(pd):
+    # --device reads the identity through udev; what is not a USB medium is refused.
+    p = register(pd, 'DEV-1', extra=['--device', '/dev/null'])
+    check(p.returncode == 2 and 'not a block device' in p.stderr, '--device: a character device is refused')
+    img = os.path.join(pd.tmp, 'disk.img')
+    with open(img, 'wb') as f:
+        f.truncate(1 << 20)
+    lo = pd.run(['losetup', '--find', '--show', img])
+    if lo.returncode != 0:
+        print('# SKIP --device with a loop device: losetup failed')
+        return
+    dev = lo.stdout.strip()
+    try:
+        p = pd.mediactl('media', 'register', '--no', 'DEV-2', *REG, '--device', dev, user=ADMIN)
+        check(p.returncode == 1 and 'not a USB storage device' in p.stderr,
+              '--device: a block device without a USB parent (a loop device) is refused')
+    finally:
+        pd.run(['losetup', '--detach', dev])
+
+
 def test_policy_file(pd):
     # R-IN-1, R-REG-8: the media settings are checked like every other key.
     for text, key in (('media: { input_rule = "sometimes"; };\n', 'media.input_rule'),
@@ -329,6 +349,7 @@ def main():
         test_decisions(pd)
         test_change_and_inventory(pd)
         test_policy_file(pd)
+        test_device(pd)
     test_policy()
     done()
 
