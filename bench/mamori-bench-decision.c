@@ -11,6 +11,11 @@
  *   mamori-bench-decision [--media 10000] [--grants 100000] [--decisions 20000]
  *                         [--policyd PATH] [--dir DIR]
  * Must run as root (the agent's role) or as the configured agent user.
+ *
+ * On a shared, loaded machine the tail is the scheduler's: compare the ping baseline,
+ * and run it as `chrt -f 10 mamori-bench-decision` (policyd inherits the real-time
+ * policy) to see the decision's own latency; the CPU time per decision does not
+ * depend on other load.
  */
 #include <errno.h>
 #include <getopt.h>
