@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * mamori-agent's internal interface: the state shared by main.c (event loop), usb.c
+ * (sysfs authorisation), decide.c (identity and policyd's verdict), mount.c (the raw
+ * mount), evidence.c (records and the spool) and notify.c (telling the user).
+ */
+#pragma once
+
+#include <libudev.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "logic.h"
+#include "spool.h"
+
+#define AGENT_DEVICES_MAX 256
+
+typedef struct agent_dev {
+        bool used;
+        char syspath[256];      /* kernel-made path of the USB device */
+        char port[65];          /* kernel port name, validated: "1-1.2" */
+        char vendor[5], product[5];
+        char serial[AGENT_RECORDED_MAX]; /* escaped (agent_escape) */
+        bool serial_ok;         /* fits what policyd accepts */
+        agent_class_verdict cls;
+        int verdict;            /* mamori_verdict, or -1 not decided (blocked) */
+        char reason[64], no[64];
+        int64_t next_change;    /* µs, INT64_MAX none */
+        bool may_write;         /* some entry carries a write mode */
+        bool authorized;
+        dev_t block;            /* the mounted block device, 0 none */
+        char block_uuid[AGENT_FS_UUID_MAX];
+        uint64_t block_size;
+        bool mounted, mounted_rw;
+        char mount_name[32];
+        sd_event_source *timer;
+        struct agent *agent;
+} agent_dev;
+
+typedef struct agent {
+        sd_event *event;
+        struct udev *udev;
+        struct udev_monitor *monitor;
+        mamori_config *cfg;
+        const char *socket_path, *mount_dir, *status_dir;
+        char host[256];
+        uint8_t classes[AGENT_CLASSES_MAX];
+        size_t n_classes;
+        agent_spool *spool;
+        int policyd_fd;         /* -1 when not connected */
+        bool ready, policyd_down, quiet;
+        sd_event_source *retry;
+        agent_dev devs[AGENT_DEVICES_MAX];
+} agent;
+
+/* usb.c */
+/* Sets authorized_default=0 on every USB controller. Returns the count or -errno. */
+int usb_default_deny(agent *a);
+/* Writes "1" or "0" to the device's authorized attribute (openat on its syspath).
+ * Returns 0 or -errno. */
+int usb_set_authorized(const char *syspath, bool on);
+/* Reads the device's interfaces from its raw descriptors. Returns the count or -errno. */
+int usb_read_ifaces(const char *syspath, agent_iface *ret, size_t max);
+/* Handles a usb_device add (or coldplug): classify, decide, authorise or not. */
+void usb_device_added(agent *a, struct udev_device *d);
+void usb_device_removed(agent *a, struct udev_device *d);
+agent_dev *agent_dev_find(agent *a, const char *syspath);
+
+/* decide.c */
+/* Asks policyd about dev (with the block device's size and UUID once known). Returns
+ * 0 with dev->verdict etc. set, or -errno when policyd could not answer (then the
+ * caller keeps the device blocked: fail closed). */
+int decide_device(agent *a, agent_dev *dev);
+/* (Re)arms the device's timer for its next_change. */
+void decide_arm_timer(agent *a, agent_dev *dev);
+/* Re-decides dev now and acts on a changed answer (unmount, deauthorise, remount). */
+void decide_again(agent *a, agent_dev *dev);
+/* Connects to policyd if needed. Returns the fd or -errno. */
+int policyd_fd(agent *a);
+void policyd_drop(agent *a);
+
+/* mount.c */
+/* Mounts the block device under mount_dir/<major>-<minor>, nosuid,nodev,noexec, rw only
+ * if dev->may_write. Returns 0, -ENOMEDIUM if no known filesystem, or -errno. */
+int mount_block(agent *a, agent_dev *dev, struct udev_device *blk);
+/* Unmounts dev's filesystem (lazily if busy). Returns 0 or -errno. */
+int mount_release(agent *a, agent_dev *dev);
+/* Remounts read-only or read-write by dev->may_write. Returns 0 or -errno. */
+int mount_update(agent *a, agent_dev *dev);
+/* The same, by name: for tests and the host-side helper. */
+int mount_raw(const char *dir, const char *devnode, dev_t want, bool rw, char ret_name[static 32],
+              const char **ret_type, char ret_uuid[static AGENT_FS_UUID_MAX], uint64_t *ret_size);
+int mount_raw_release(const char *dir, const char *name);
+
+/* evidence.c */
+/* Records an "agent.<what>" event with the device's identity and port, then NULL-ended
+ * key, value pairs. Delivered now, or spooled in order. Returns 0, or -errno when it
+ * could not even be spooled (then the caller keeps storage blocked: R-EV-9). */
+int evidence_device(agent *a, const char *what, const agent_dev *dev, ...) __attribute__((sentinel));
+/* Builds one EVIDENCE_SUBMIT frame. Returns 0 and a malloc'd frame, or -errno. */
+int evidence_frame(const char *type, int64_t time_us, const char *const *kv, uint8_t **ret, size_t *ret_len);
+/* Sends spooled records in order while policyd takes them. Returns the number left. */
+uint64_t evidence_flush(agent *a);
+/* Writes /run/mamori-agent/status (state, spool depth) for mediactl status. */
+void agent_write_status(agent *a);
+
+/* notify.c */
+/* Tells the user at the console why a device was refused (Japanese and English). */
+void notify_refused(agent *a, const agent_dev *dev);
