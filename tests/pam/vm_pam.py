@@ -35,6 +35,12 @@ def setup(vm):
     vm.run(["chpasswd"], input="%s:%s\n" % (USER, PASSWORD), check=True)
 
 
+def passwd_records(vm):
+    r = vm.run(["sqlite3", "/var/lib/mamori-test/evidence.db",
+                "SELECT count(*) FROM records WHERE type = 'auth.passwd'"], check=True)
+    return int(r.stdout.strip())
+
+
 def pamtester(vm, op, password):
     return vm.run(["pamtester", "login", USER, op], input=password + "\n")
 
@@ -60,8 +66,33 @@ def pamtester_logs_in_and_locks_out(vm):
     check(r.rc == 0, "unlock failed: %s", r.stderr)
     r = pamtester(vm, "authenticate", PASSWORD)
     check(r.rc == 0, "right password refused after unlock: %s %s", r.stdout, r.stderr)
+
+
+def password_rules_and_history(vm):
+    """R-AUTH-5 through the real password stack: pam_pwquality with the shipped
+    settings, pam_pwhistory refusing reuse, pam_unix changing /etc/shadow."""
+    vm.run(["mkdir", "-p", "/etc/security/pwquality.conf.d"], check=True)
+    vm.copy_in(os.path.join(SOURCE, "rules", "pwquality-mamori.conf"),
+               "/etc/security/pwquality.conf.d/mamori.conf")
+    n0 = passwd_records(vm)
+    r = vm.run(["pamtester", "login", USER, "chauthtok"], input="abcdefg1\nshort!1\nabcdefgh!\n")
+    check(r.rc != 0, "a password without symbols/digits/length was accepted: %s %s", r.stdout, r.stderr)
+    n1 = passwd_records(vm)
+    r = vm.run(["pamtester", "login", USER, "chauthtok"], input="Other#Pass7\nOther#Pass7\n")
+    check(r.rc == 0, "a good new password was refused: %s %s", r.stdout, r.stderr)
+    n2 = passwd_records(vm)
+    r = pamtester(vm, "authenticate", "Other#Pass7")
+    check(r.rc == 0, "the new password does not log in: %s %s", r.stdout, r.stderr)
+    r = vm.run(["pamtester", "login", USER, "chauthtok"], input=("%s\n" % PASSWORD) * 6)
+    check(r.rc != 0 and "already" in r.stdout + r.stderr,
+          "the previous password was not refused by the history: %s %s", r.stdout, r.stderr)
+    n3 = passwd_records(vm)
+    print("# auth.passwd records: start %d, after refused %d, after change %d, after reuse %d"
+          % (n0, n1, n2, n3), flush=True)
+    check((n1 - n0, n2 - n1, n3 - n2) == (0, 1, 0),
+          "auth.passwd evidence only for the change that happened: %d %d %d %d", n0, n1, n2, n3)
     vm.sh('kill "$(cat /tmp/policyd.pid)"')
 
 
 if __name__ == "__main__":
-    sys.exit(run_scenarios([pamtester_logs_in_and_locks_out], name="vm-pam"))
+    sys.exit(run_scenarios([pamtester_logs_in_and_locks_out, password_rules_and_history], name="vm-pam"))
