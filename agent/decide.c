@@ -135,6 +135,11 @@ void decide_again(agent *a, agent_dev *dev)
                                 log_error_errno(k, "Cannot deauthorise port %s: %m", dev->port);
                         dev->authorized = k < 0;
                 }
+        } else if (!dev->authorized) { /* allowed now: let it in; its block device is mounted on arrival */
+                int k = usb_set_authorized(dev->syspath, true);
+                if (k < 0)
+                        log_error_errno(k, "Cannot authorise port %s: %m", dev->port);
+                dev->authorized = k >= 0;
         } else if (dev->mounted && dev->mounted_rw != dev->may_write)
                 (void)mount_update(a, dev);
         decide_arm_timer(a, dev);

@@ -5,7 +5,9 @@
  * (coldplug) and only then tells systemd it is ready; afterwards decides each device
  * as it comes, mounts registered media, and acts when a decision's answer changes.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
 
@@ -121,6 +124,40 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
+/* Mounts left by an agent that was killed: released before coldplug mounts again. */
+static void release_stale(agent *a)
+{
+        _cleanup_close_ int fd = open(a->mount_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+        if (!d)
+                return;
+        TAKE_FD(fd);
+        for (struct dirent *e; (e = readdir(d));)
+                if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && strspn(e->d_name, "0123456789-") == strlen(e->d_name))
+                        (void)mount_raw_release(a->mount_dir, e->d_name);
+        closedir(d);
+}
+
+/* On the way out: nothing stays mounted without the agent watching it (fail closed). */
+static void release_all(agent *a)
+{
+        for (size_t i = 0; i < AGENT_DEVICES_MAX; i++)
+                if (a->devs[i].used && a->devs[i].mounted)
+                        (void)mount_release(a, &a->devs[i]);
+}
+
+/* SIGHUP ("systemctl reload"): ask policyd again about every storage device, e.g. after
+ * a grant was made or revoked (policyd does not push changes to the agent yet). */
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        agent *a = userdata;
+        log_info("Reload: deciding every storage device again.");
+        for (size_t i = 0; i < AGENT_DEVICES_MAX; i++)
+                if (a->devs[i].used && a->devs[i].cls == AGENT_STORAGE && a->devs[i].serial_ok)
+                        decide_again(a, &a->devs[i]);
+        return 0;
+}
+
 static void usage(FILE *f)
 {
         fputs("Usage: mamori-agent [--socket PATH] [--config PATH] [--spool-dir DIR] [--mount-dir DIR]\n"
@@ -195,9 +232,11 @@ static int run(agent *a)
         sigemptyset(&ss);
         sigaddset(&ss, SIGTERM);
         sigaddset(&ss, SIGINT);
+        sigaddset(&ss, SIGHUP);
         sigprocmask(SIG_BLOCK, &ss, NULL);
         (void)sd_event_add_signal(a->event, NULL, SIGTERM, NULL, NULL);
         (void)sd_event_add_signal(a->event, NULL, SIGINT, NULL, NULL);
+        (void)sd_event_add_signal(a->event, NULL, SIGHUP, on_reload, a);
         a->udev = udev_new();
         a->monitor = a->udev ? udev_monitor_new_from_netlink(a->udev, "kernel") : NULL;
         if (!a->monitor)
@@ -216,6 +255,7 @@ static int run(agent *a)
         if (r < 0)
                 return r;
         log_info("authorized_default=0 on %d USB controllers.", r);
+        release_stale(a);
         (void)evidence_flush(a);
         if ((r = coldplug(a, "usb")) < 0 || (r = coldplug(a, "block")) < 0)
                 return log_error_errno(r, "Coldplug failed: %m");
@@ -226,14 +266,16 @@ static int run(agent *a)
         a->ready = true;
         agent_write_status(a);
         (void)sd_notify(0, "READY=1\nSTATUS=Devices decided");
-        return sd_event_loop(a->event);
+        r = sd_event_loop(a->event);
+        release_all(a);
+        return r;
 }
 
 int main(int argc, char *argv[])
 {
         mamori_log_open("mamori-agent", getenv("JOURNAL_STREAM") != NULL);
         (void)prctl(PR_SET_DUMPABLE, 0);
-        static agent a = {.policyd_fd = -1, .mount_dir = "/run/mamori/raw", .status_dir = "/run/mamori-agent"};
+        static agent a = {.policyd_fd = -1, .mount_dir = "/run/mamori-agent/raw", .status_dir = "/run/mamori-agent"};
         opts o = {.config = MAMORI_CONFIG_PATH, .spool_dir = "/var/lib/mamori-agent", .classes = DEFAULT_CLASSES,
                   .spool_max = AGENT_SPOOL_MAX_DEFAULT};
         if (parse_args(argc, argv, &a, &o) < 0) {

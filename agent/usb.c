@@ -170,8 +170,17 @@ void usb_device_added(agent *a, struct udev_device *u)
         const char *devtype = udev_device_get_devtype(u);
         if (!syspath || !devtype || !streq(devtype, "usb_device"))
                 return;
-        if (udev_device_get_sysattr_value(u, "authorized_default"))
-                return; /* a root hub, i.e. the controller itself */
+        if (udev_device_get_sysattr_value(u, "authorized_default")) {
+                /* A controller that came after the agent (its driver loaded later): close it
+                 * now. Devices the kernel enumerated on it meanwhile come as their own
+                 * events and are decided (refused ones deauthorised) like any other. */
+                int r = sysfs_write(syspath, "authorized_default", "0");
+                if (r < 0)
+                        log_error_errno(r, "Cannot set authorized_default=0 on %s: %m", syspath);
+                else
+                        log_info("authorized_default=0 on the new controller %s.", udev_device_get_sysname(u));
+                return;
+        }
         agent_dev *d = dev_new(a, syspath);
         if (!d) { /* no room to track it: it stays unauthorised (fail closed) */
                 (void)usb_set_authorized(syspath, false);

@@ -417,6 +417,28 @@ int verb_evidence(int argc, char *argv[])
         return 0;
 }
 
+/* The agent's line: its own status file (state, policyd reachability, spool depth),
+ * shown even when policyd is down, which is when the spool depth matters. */
+static void agent_status(void)
+{
+        _cleanup_fclose_ FILE *f = fopen("/run/mamori-agent/status", "re");
+        char line[64], state[32] = "?", policyd[32] = "?", spool[24] = "?";
+        if (!f) {
+                puts("agent: not running");
+                return;
+        }
+        while (fgets(line, sizeof line, f)) {
+                line[strcspn(line, "\n")] = 0;
+                if (!strncmp(line, "state=", 6))
+                        snprintf(state, sizeof state, "%s", line + 6);
+                else if (!strncmp(line, "policyd=", 8))
+                        snprintf(policyd, sizeof policyd, "%s", line + 8);
+                else if (!strncmp(line, "spool=", 6))
+                        snprintf(spool, sizeof spool, "%s", line + 6);
+        }
+        printf("agent: %s, policyd %s, spool %s records\n", state, policyd, spool);
+}
+
 int verb_status(int argc, char *argv[])
 {
         const char *sock = argc == 3 && streq(argv[1], "--socket") ? argv[2] : NULL;
@@ -424,6 +446,7 @@ int verb_status(int argc, char *argv[])
                 fputs("Usage: mediactl status [--socket PATH]\n", stderr);
                 return EXIT_USAGE;
         }
+        agent_status();
         _cleanup_(closefd) int fd = ctl_connect(sock);
         if (fd < 0)
                 return EXIT_UNAVAILABLE;

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""mamori-agent in a real kernel with real udev (issue 5): keyboards in by local rule,
+unregistered sticks never authorised, registered ones mounted read-only, nosuid,nodev,
+noexec, hostile serials recorded exactly, and evidence spooled while policyd is away.
+
+One boot: the build is installed in the guest, policyd's socket and the agent enabled."""
+import json
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mamori_vm import check, make_image, run_scenarios, usb_string_as_seen  # noqa: E402
+
+BUILD = os.environ.get("MAMORI_BUILD_ROOT") or os.path.join(os.path.dirname(__file__), "..", "..", "build")
+MEDIACTL = os.path.join(os.path.abspath(BUILD), "mediactl", "mediactl")
+RAW = "/run/mamori-agent/raw"
+QEMU_STICK = ("46f4", "0001")  # QEMU usb-storage's idVendor/idProduct
+
+
+def as_user(vm, user):
+    r = vm.run(["id", "-g", user], check=True)
+    return ["setpriv", "--reuid=" + user, "--regid=" + r.stdout.strip(), "--init-groups"]
+
+
+def mediactl(vm, user, *args, check_rc=False):
+    return vm.run(as_user(vm, user) + [MEDIACTL] + list(args), check=check_rc)
+
+
+def records(vm, type_):
+    r = mediactl(vm, "mamori-t-auditor", "log", "--type", type_, "--format", "json", "--limit", "100000")
+    return sorted(json.loads(r.stdout or "[]"), key=lambda x: x["seq"]) if r.rc == 0 else []
+
+
+def wait_record(vm, type_, serial, timeout=60, **fields):
+    def find():
+        for rec in records(vm, type_):
+            f = rec["fields"]
+            if (serial is None or f.get("serial") == serial) and all(f.get(k) == v for k, v in fields.items()):
+                return rec
+        return None
+    return vm.wait_for(find, timeout=timeout, interval=0.5, what="%s for serial %r" % (type_, serial))
+
+
+def sysattr(vm, devpath, attr):
+    b = vm.read("/sys" + devpath + "/" + attr)
+    return b.decode().strip() if b is not None else None
+
+
+def raw_mounts(vm):
+    out = []
+    for line in vm.read("/proc/self/mountinfo").decode().splitlines():
+        p = line.split()
+        if p[4].startswith(RAW + "/"):
+            out.append((p[4], set(p[5].split(","))))
+    return out
+
+
+def pull_and_wait(vm, dev, serial):
+    dev.pull()
+    wait_record(vm, "agent.removal", serial)
+
+
+def controllers_closed(vm):
+    r = vm.run(["sh", "-c", "cat /sys/bus/usb/devices/usb*/authorized_default"], check=True)
+    vals = r.stdout.split()
+    check(vals and all(v == "0" for v in vals), "authorized_default %r", vals)
+
+
+def keyboard_in_by_local_rule(vm):
+    kb = vm.plug_keyboard()
+    kb.wait_usb_event()
+    vm.wait_for(lambda: sysattr(vm, kb.devpath, "authorized") == "1", timeout=30, what="keyboard authorised")
+    vm.wait_for(lambda: sysattr(vm, kb.devpath + "/" + os.path.basename(kb.devpath) + ":1.0", "bInterfaceClass") == "03",
+                timeout=30, what="the HID interface bound")
+    rec = wait_record(vm, "agent.verdict", None, reason="local-class", port=os.path.basename(kb.devpath))
+    check(rec["fields"]["verdict"] == "allowed", "keyboard verdict %r", rec["fields"])
+    kb.pull()
+
+
+def unregistered_never_in(vm):
+    img = make_image(os.path.join(vm.workdir, "u.img"), "vfat", 16, label="U", files={"a.txt": "x\n"})
+    st = vm.plug_stick(img, vendor="ACME", product="Unreg", serial="UNREG-1")
+    st.wait_usb_event()
+    rec = wait_record(vm, "agent.verdict", "UNREG-1")
+    f = rec["fields"]
+    check(f["verdict"] == "blocked" and f["reason"] == "unregistered", "verdict %r", f)
+    check((f["vendor"], f["product"]) == QEMU_STICK, "identity %r", f)
+    check(f["port"] == os.path.basename(st.devpath), "port %r vs %s", f["port"], st.devpath)
+    time.sleep(2)  # give a wrongly authorised stick time to show a disk
+    check(sysattr(vm, st.devpath, "authorized") == "0", "stick authorised")
+    r = vm.run(["sh", "-c", "ls /sys%s | grep -c ':1.0' || true" % st.devpath])
+    check(r.stdout.strip() == "0", "an interface exists on the blocked stick: %r", r.stdout)
+    check(not raw_mounts(vm), "something is mounted: %r", raw_mounts(vm))
+    j = vm.run(["journalctl", "-b", "-u", "mamori-agent", "--no-pager", "-o", "cat"]).stdout
+    check('Refused USB 46f4:0001 serial "UNREG-1"' in j, "no refusal in the journal")
+    pull_and_wait(vm, st, "UNREG-1")
+
+
+def registered_mounted_read_only(vm):
+    mediactl(vm, "mamori-t-admin", "media", "register", "--no", "AG-001", "--type", "USBメモリ",
+             "--purpose", "test", "--manager", "mamori-t-manager", "--start", "2026-01-01",
+             "--end", "2099-12-31", "--vendor", QEMU_STICK[0], "--product", QEMU_STICK[1],
+             "--serial", "REG-1", "--users", "mamori-t-staff", check_rc=True)
+    img = make_image(os.path.join(vm.workdir, "r.img"), "vfat", 16, label="R", files={"hello.txt": "hello\n"})
+    st = vm.plug_stick(img, vendor="ACME", product="Reg", serial="REG-1")
+    st.wait_usb_event()
+    rec = wait_record(vm, "agent.verdict", "REG-1")
+    check(rec["fields"]["verdict"] == "allowed" and rec["fields"]["media"] == "AG-001", "verdict %r", rec["fields"])
+    m = wait_record(vm, "agent.mount", "REG-1", timeout=90)
+    check(m["fields"]["mode"] == "ro" and m["fields"]["fs_type"] == "vfat", "mount record %r", m["fields"])
+    mounts = raw_mounts(vm)
+    check(len(mounts) == 1, "mounts %r", mounts)
+    path, opts = mounts[0]
+    check({"ro", "nosuid", "nodev", "noexec"} <= opts, "options %r", opts)
+    check(os.path.basename(path) == m["fields"]["mount_name"], "mount name %r", path)
+    check(vm.read(path + "/hello.txt") == b"hello\n", "file content")
+    r = vm.run(["stat", "-c", "%a %U", RAW])
+    check(r.stdout.strip() == "700 root", "raw dir %r", r.stdout)
+    r = vm.run(["touch", path + "/new"])
+    check(r.rc != 0, "wrote to a read-only mount")
+    pull_and_wait(vm, st, "REG-1")
+    check(not raw_mounts(vm), "still mounted after the pull: %r", raw_mounts(vm))
+    wait_record(vm, "agent.unmount", "REG-1")
+
+
+def restart_keeps_decision(vm):
+    """The agent restarted with sticks inside decides them again the same way (coldplug)."""
+    img = make_image(os.path.join(vm.workdir, "k.img"), "vfat", 16, label="K", files={"k.txt": "k\n"})
+    reg = vm.plug_stick(img, vendor="ACME", product="Reg", serial="REG-1")
+    reg.wait_usb_event()
+    img2 = make_image(os.path.join(vm.workdir, "k2.img"), "vfat", 16, label="K2")
+    unreg = vm.plug_stick(img2, vendor="ACME", product="Unreg", serial="UNREG-2")
+    unreg.wait_usb_event()
+    wait_record(vm, "agent.verdict", "UNREG-2")
+    vm.wait_for(lambda: raw_mounts(vm), timeout=90, what="REG-1 mounted")
+    n = len([r for r in records(vm, "agent.mount") if r["fields"]["serial"] == "REG-1"])
+    vm.run(["systemctl", "restart", "mamori-agent.service"], check=True, timeout=120)
+    vm.wait_for(lambda: len([r for r in records(vm, "agent.mount") if r["fields"]["serial"] == "REG-1"]) > n,
+                timeout=90, what="REG-1 mounted again after the restart")
+    mounts = raw_mounts(vm)
+    check(len(mounts) == 1 and {"ro", "nosuid", "nodev", "noexec"} <= mounts[0][1], "mounts %r", mounts)
+    check(vm.read(mounts[0][0] + "/k.txt") == b"k\n", "content after restart")
+    check(sysattr(vm, unreg.devpath, "authorized") == "0", "the unregistered stick got in after the restart")
+    v = [r for r in records(vm, "agent.verdict") if r["fields"]["serial"] == "UNREG-2"]
+    check(len(v) >= 2 and v[-1]["fields"]["verdict"] == "blocked", "UNREG-2 decided again: %r", v[-1:])
+    pull_and_wait(vm, reg, "REG-1")
+    pull_and_wait(vm, unreg, "UNREG-2")
+    check(not raw_mounts(vm), "left mounted")
+
+
+PASS = b"correct horse battery staple\n"
+
+
+def write_grant_then_expiry(vm):
+    """A write grant makes the raw mount writable (after "systemctl reload"); when it
+    expires while mounted, the agent's timer takes the write right away within a second."""
+    vm.run(["install", "-d", "-m", "0700", "-o", "mamori-t-manager", "/tmp/mgr"], check=True)
+    r = vm.run(as_user(vm, "mamori-t-manager") + [MEDIACTL, "manager", "keygen", "--key", "/tmp/mgr/k",
+                                                  "--passphrase-fd", "0"], input=PASS, check=True)
+    pub = r.stdout.strip()
+    vm.run([MEDIACTL, "manager", "trust", pub, "--name", "mamori-t-manager"], check=True)
+    img = make_image(os.path.join(vm.workdir, "w.img"), "vfat", 16, label="W")
+    st = vm.plug_stick(img, vendor="ACME", product="Reg", serial="REG-1")
+    st.wait_usb_event()
+    vm.wait_for(lambda: raw_mounts(vm), timeout=90, what="REG-1 mounted")
+    path, opts = raw_mounts(vm)[0]
+    check("ro" in opts, "mounted %r before any grant", opts)
+    until = int(vm.run(["date", "+%s"], check=True).stdout) + 25
+    until_s = vm.run(["date", "-u", "-d", "@%d" % until, "+%Y-%m-%dT%H:%M:%S"], check=True).stdout.strip()
+    r = vm.run(as_user(vm, "mamori-t-manager") + [MEDIACTL, "grant", "create", "--key", "/tmp/mgr/k",
+                                                  "--passphrase-fd", "0", "--media", "AG-001", "--user",
+                                                  "mamori-t-staff", "--any-host", "--from", "now", "--until",
+                                                  until_s, "--mode", "write-plain"], input=PASS)
+    check(r.rc == 0, "grant create: %r %r", r.stdout, r.stderr)
+    vm.run(["systemctl", "reload", "mamori-agent.service"], check=True)
+    vm.wait_for(lambda: raw_mounts(vm) and "rw" in raw_mounts(vm)[0][1], timeout=30, what="remounted rw")
+    path, opts = raw_mounts(vm)[0]
+    check({"rw", "nosuid", "nodev", "noexec"} <= opts, "options with the grant %r", opts)
+    vm.run(["sh", "-c", "echo granted > %s/w.txt" % path], check=True)
+    check(vm.read(path + "/w.txt") == b"granted\n", "written through the raw mount")
+    rec = wait_record(vm, "agent.remount", "REG-1", timeout=60, mode="ro")
+    late = rec["time_us"] / 1e6 - until
+    check(-0.05 <= late <= 1.0, "the write right went %.3f s after the grant's end", late)
+    opts = raw_mounts(vm)[0][1] if raw_mounts(vm) else set()
+    check("ro" in opts, "after expiry %r", opts)
+    pull_and_wait(vm, st, "REG-1")
+
+
+def hostile_serial_recorded_exactly(vm):
+    serial = "$(touch /tmp/pwned)'\"../../x;`id`|日本"
+    img = make_image(os.path.join(vm.workdir, "h.img"), "vfat", 16, label="H")
+    st = vm.plug_stick(img, vendor="ACME", product="Hostile", serial=serial)
+    st.wait_usb_event()
+    seen = usb_string_as_seen(serial)
+    rec = wait_record(vm, "agent.verdict", seen)
+    check(rec["fields"]["verdict"] == "blocked", "verdict %r", rec["fields"])
+    check(not vm.exists("/tmp/pwned"), "the serial ran in a shell")
+    check(not raw_mounts(vm), "mounted")
+    check(sysattr(vm, st.devpath, "authorized") == "0", "authorised")
+    pull_and_wait(vm, st, seen)
+
+
+def policyd_away(vm):
+    vm.run(["systemctl", "stop", "mamori-policyd.socket", "mamori-policyd.service"], check=True)
+    try:
+        kb = vm.plug_keyboard()
+        kb.wait_usb_event()
+        vm.wait_for(lambda: sysattr(vm, kb.devpath, "authorized") == "1", timeout=30,
+                    what="keyboard authorised without policyd")
+        img = make_image(os.path.join(vm.workdir, "p.img"), "vfat", 16, label="P")
+        st = vm.plug_stick(img, vendor="ACME", product="Reg", serial="REG-1")  # registered, yet
+        st.wait_usb_event()
+        vm.wait_for(lambda: b"spool=" in (vm.read("/run/mamori-agent/status") or b"") and
+                    b"spool=0" not in vm.read("/run/mamori-agent/status"), timeout=30, what="records spooled")
+        time.sleep(2)
+        check(sysattr(vm, st.devpath, "authorized") == "0", "storage authorised without policyd")
+        check(not raw_mounts(vm), "mounted without policyd")
+        st.pull()
+        kb.pull()
+        vm.wait_for(lambda: b"spool=" in (vm.read("/run/mamori-agent/status") or b""), timeout=10)
+        status = vm.read("/run/mamori-agent/status").decode()
+        depth = int(status.split("spool=")[1].split()[0])
+        check(depth >= 4, "spool depth %d: %r", depth, status)
+        r = vm.run([MEDIACTL, "status"])
+        m = re.search(r"agent: ready, policyd unreachable, spool (\d+) records", r.stdout)
+        check(m and int(m.group(1)) >= 4, "mediactl status: %r", r.stdout)
+    finally:
+        vm.run(["systemctl", "start", "mamori-policyd.socket"], check=True)
+    vm.wait_for(lambda: b"spool=0" in (vm.read("/run/mamori-agent/status") or b""), timeout=30,
+                what="the spool delivered")
+    recs = [r for r in records(vm, "agent") if r["fields"].get("serial") == "REG-1"]
+    # the last four REG-1 records: connect, verdict (unreachable), removal... in the order they happened
+    tail = [(r["type"], r["fields"].get("reason", "")) for r in recs[-3:]]
+    check(tail == [("agent.connect", ""), ("agent.verdict", "policyd-unreachable"), ("agent.removal", "")],
+          "spooled records in order: %r", tail)
+    times = [r["time_us"] for r in recs[-3:]]
+    check(times == sorted(times), "event times kept: %r", times)
+
+
+if __name__ == "__main__":
+    sys.exit(run_scenarios([controllers_closed, keyboard_in_by_local_rule, unregistered_never_in, registered_mounted_read_only,
+                            restart_keeps_decision, write_grant_then_expiry, hostile_serial_recorded_exactly,
+                            policyd_away],
+                           install_build=True, enable=["mamori-policyd.socket", "mamori-agent.service"]))
