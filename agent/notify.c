@@ -43,11 +43,12 @@ static const reason_text *text_for(const char *reason)
         return &generic;
 }
 
-/* A utmp line is a tty name: letters, digits and '/' only, no "..". */
+/* A utmp line is a tty name: letters, digits and '/' only (so no ".."). ut_line need
+ * not be NUL-terminated: only its first n bytes are read. */
 static bool tty_name_ok(const char *s, size_t max)
 {
         size_t n = strnlen(s, max);
-        if (n == 0 || n == max || strstr(s, ".."))
+        if (n == 0 || n == max)
                 return false;
         for (size_t i = 0; i < n; i++)
                 if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
