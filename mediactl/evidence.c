@@ -430,11 +430,11 @@ static void agent_status(void)
         while (fgets(line, sizeof line, f)) {
                 line[strcspn(line, "\n")] = 0;
                 if (!strncmp(line, "state=", 6))
-                        snprintf(state, sizeof state, "%s", line + 6);
+                        snprintf(state, sizeof state, "%.*s", (int)sizeof state - 1, line + 6);
                 else if (!strncmp(line, "policyd=", 8))
-                        snprintf(policyd, sizeof policyd, "%s", line + 8);
+                        snprintf(policyd, sizeof policyd, "%.*s", (int)sizeof policyd - 1, line + 8);
                 else if (!strncmp(line, "spool=", 6))
-                        snprintf(spool, sizeof spool, "%s", line + 6);
+                        snprintf(spool, sizeof spool, "%.*s", (int)sizeof spool - 1, line + 6);
         }
         printf("agent: %s, policyd %s, spool %s records\n", state, policyd, spool);
 }
