@@ -71,7 +71,7 @@ static int scan(agent_spool *s, uint64_t size)
         uint64_t off = s->head;
         s->depth = 0;
         while (off < size) {
-                uint32_t len;
+                uint32_t len = 0;
                 if (read_len(s, off, &len) < 0 || len == 0 || len > MAMORI_MSG_MAX || off + 4 + len > size)
                         break;
                 off += 4 + len;
@@ -169,7 +169,7 @@ int agent_spool_peek(agent_spool *s, uint8_t **ret, size_t *ret_len)
 {
         if (s->depth == 0)
                 return 0;
-        uint32_t len;
+        uint32_t len = 0;
         int r = read_len(s, s->head, &len);
         if (r < 0)
                 return r;
@@ -189,7 +189,7 @@ int agent_spool_pop(agent_spool *s)
 {
         if (s->depth == 0)
                 return -ENODATA;
-        uint32_t len;
+        uint32_t len = 0;
         int r = read_len(s, s->head, &len);
         if (r < 0)
                 return r;

@@ -156,9 +156,12 @@ static void storage_decide(agent *a, agent_dev *d)
         }
         bool allow = d->verdict == MAMORI_VERDICT_ALLOWED || d->verdict == MAMORI_VERDICT_EXEMPT ||
                      d->verdict == MAMORI_VERDICT_AUDIT;
+        /* Act first: policyd recorded its decision durably before answering (R-EV-9);
+         * the agent's own records follow without holding the device up. */
+        set_auth(a, d, allow);
+        (void)evidence_device(a, "connect", d, "class", agent_class_verdict_to_string(d->cls), NULL);
         (void)evidence_device(a, "verdict", d, "verdict", allow ? "allowed" : "blocked", "reason", d->reason,
                               "media", d->no, NULL);
-        set_auth(a, d, allow);
         if (!allow)
                 notify_refused(a, d);
         decide_arm_timer(a, d);
@@ -191,7 +194,6 @@ void usb_device_added(agent *a, struct udev_device *u)
         agent_iface ifs[AGENT_IFACES_MAX];
         int n = usb_read_ifaces(syspath, ifs, ELEMENTSOF(ifs));
         d->cls = n < 0 ? AGENT_REFUSE : agent_classify(ifs, n, a->classes, a->n_classes);
-        (void)evidence_device(a, "connect", d, "class", agent_class_verdict_to_string(d->cls), NULL);
         if (!port_allowed(a, d->port)) { /* R-REG-8: whatever it is */
                 d->verdict = MAMORI_VERDICT_BLOCKED;
                 snprintf(d->reason, sizeof d->reason, "port-disabled");
@@ -204,8 +206,9 @@ void usb_device_added(agent *a, struct udev_device *u)
                          d->cls == AGENT_LOCAL_ALLOW ? "local-class" : d->cls == AGENT_BADUSB ? "badusb" : "class-refused");
         }
         bool allow = d->verdict == MAMORI_VERDICT_ALLOWED;
+        set_auth(a, d, allow); /* a local rule: nothing to wait for */
+        (void)evidence_device(a, "connect", d, "class", agent_class_verdict_to_string(d->cls), NULL);
         (void)evidence_device(a, "verdict", d, "verdict", allow ? "allowed" : "blocked", "reason", d->reason, NULL);
-        set_auth(a, d, allow);
         if (!allow)
                 notify_refused(a, d);
 }

@@ -151,6 +151,33 @@ def restart_keeps_decision(vm):
     check(not raw_mounts(vm), "left mounted")
 
 
+def coldplug_decides_present_devices(vm):
+    """Sticks already there when the agent starts (as at boot) are decided before it
+    reports ready: systemctl start (Type=notify) returns only after that."""
+    vm.run(["systemctl", "stop", "mamori-agent.service"], check=True)
+    try:
+        vm.run(["sh", "-c", "for c in /sys/bus/usb/devices/usb*/authorized_default; do echo 1 > $c; done"],
+               check=True)
+        img = make_image(os.path.join(vm.workdir, "c1.img"), "vfat", 16, label="C1", files={"c.txt": "c\n"})
+        reg = vm.plug_stick(img, vendor="ACME", product="Reg", serial="REG-1")
+        img2 = make_image(os.path.join(vm.workdir, "c2.img"), "vfat", 16, label="C2")
+        unreg = vm.plug_stick(img2, vendor="ACME", product="Unreg", serial="UNREG-3")
+        reg.wait_block()
+        unreg.wait_block()  # no agent: the kernel let both in
+        check(sysattr(vm, unreg.devpath, "authorized") == "1", "precondition: authorised without the agent")
+    finally:
+        vm.run(["systemctl", "start", "mamori-agent.service"], check=True, timeout=120)
+    # No waiting from here on: all of this must hold when the agent says it is ready.
+    check(sysattr(vm, unreg.devpath, "authorized") == "0", "unregistered stick still authorised at ready")
+    vals = vm.run(["sh", "-c", "cat /sys/bus/usb/devices/usb*/authorized_default"]).stdout.split()
+    check(vals and all(v == "0" for v in vals), "authorized_default %r", vals)
+    mounts = raw_mounts(vm)
+    check(len(mounts) == 1 and {"ro", "nosuid", "nodev", "noexec"} <= mounts[0][1], "mounts at ready %r", mounts)
+    check(vm.read(mounts[0][0] + "/c.txt") == b"c\n", "content")
+    pull_and_wait(vm, reg, "REG-1")
+    pull_and_wait(vm, unreg, "UNREG-3")
+
+
 PASS = b"correct horse battery staple\n"
 
 
@@ -242,6 +269,6 @@ def policyd_away(vm):
 
 if __name__ == "__main__":
     sys.exit(run_scenarios([controllers_closed, keyboard_in_by_local_rule, unregistered_never_in, registered_mounted_read_only,
-                            restart_keeps_decision, write_grant_then_expiry, hostile_serial_recorded_exactly,
+                            restart_keeps_decision, coldplug_decides_present_devices, write_grant_then_expiry, hostile_serial_recorded_exactly,
                             policyd_away],
                            install_build=True, enable=["mamori-policyd.socket", "mamori-agent.service"]))
