@@ -160,6 +160,10 @@ void decide_arm_timer(agent *a, agent_dev *dev)
         /* CLOCK_REALTIME: the change time is wall-clock; a set clock moves it with it. */
         int64_t at = dev->next_change < realtime_us() ? realtime_us() : dev->next_change;
         int r = sd_event_add_time(a->event, &dev->timer, CLOCK_REALTIME, (uint64_t)at, 100 * 1000, on_timer, dev);
-        if (r < 0)
-                log_error_errno(r, "Cannot arm the change timer for port %s: %m", dev->port);
+        if (r < 0 && dev->authorized) { /* nobody would take the rights away at their end: deny now */
+                log_error_errno(r, "Cannot arm the change timer for port %s: %m; deauthorising.", dev->port);
+                if (dev->mounted)
+                        (void)mount_release(a, dev);
+                dev->authorized = usb_set_authorized(dev->syspath, false) < 0;
+        }
 }

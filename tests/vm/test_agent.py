@@ -216,6 +216,30 @@ def write_grant_then_expiry(vm):
     pull_and_wait(vm, st, "REG-1")
 
 
+def registration_end_unmounts(vm):
+    """A registration that ends while the stick is mounted: unmounted and deauthorised
+    within a second of the end (R-REG-6), by the agent's timer alone."""
+    end = int(vm.run(["date", "+%s"], check=True).stdout) + 20
+    end_s = vm.run(["date", "-u", "-d", "@%d" % end, "+%Y-%m-%dT%H:%M:%S"], check=True).stdout.strip()
+    mediactl(vm, "mamori-t-admin", "media", "register", "--no", "AG-EXP", "--type", "USBメモリ",
+             "--purpose", "test", "--manager", "mamori-t-manager", "--start", "2026-01-01",
+             "--end", end_s, "--vendor", QEMU_STICK[0], "--product", QEMU_STICK[1],
+             "--serial", "EXP-1", "--users", "mamori-t-staff", check_rc=True)
+    img = make_image(os.path.join(vm.workdir, "e.img"), "vfat", 16, label="E")
+    st = vm.plug_stick(img, vendor="ACME", product="Exp", serial="EXP-1")
+    st.wait_usb_event()
+    vm.wait_for(lambda: raw_mounts(vm), timeout=60, what="EXP-1 mounted")
+    check(time.time() < end, "mounted only after the end; the host is too slow for this scenario")
+    rec = wait_record(vm, "agent.unmount", "EXP-1", timeout=60)
+    late = rec["time_us"] / 1e6 - end
+    check(-0.05 <= late <= 1.0, "unmounted %.3f s after the registration's end", late)
+    check(not raw_mounts(vm), "still mounted: %r", raw_mounts(vm))
+    vm.wait_for(lambda: sysattr(vm, st.devpath, "authorized") == "0", timeout=5, what="deauthorised")
+    v = wait_record(vm, "agent.verdict", "EXP-1", reason="registration-expired")
+    check(v["fields"]["verdict"] == "blocked", "verdict %r", v["fields"])
+    pull_and_wait(vm, st, "EXP-1")
+
+
 def hostile_serial_recorded_exactly(vm):
     serial = "$(touch /tmp/pwned)'\"../../x;`id`|日本"
     img = make_image(os.path.join(vm.workdir, "h.img"), "vfat", 16, label="H")
@@ -268,7 +292,13 @@ def policyd_away(vm):
 
 
 if __name__ == "__main__":
-    sys.exit(run_scenarios([controllers_closed, keyboard_in_by_local_rule, unregistered_never_in, registered_mounted_read_only,
-                            restart_keeps_decision, coldplug_decides_present_devices, write_grant_then_expiry, hostile_serial_recorded_exactly,
-                            policyd_away],
+    # The role users and groups the guest's policyd resolves at start: made on the host
+    # before boot (the guest's root is the host's), as the integration tests make them.
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+    from mamori_test import ensure_users  # noqa: E402
+    ensure_users()
+    sys.exit(run_scenarios([controllers_closed, keyboard_in_by_local_rule, unregistered_never_in,
+                            registered_mounted_read_only, restart_keeps_decision,
+                            coldplug_decides_present_devices, write_grant_then_expiry,
+                            registration_end_unmounts, hostile_serial_recorded_exactly, policyd_away],
                            install_build=True, enable=["mamori-policyd.socket", "mamori-agent.service"]))
