@@ -31,6 +31,7 @@ def status_of(status):
 
 
 def spool_tests(pd, tmp):
+    """R-EV-9: records made while policyd is away reach it in order, none lost."""
     spool, status = os.path.join(tmp, 'spool'), os.path.join(tmp, 'status')
     pd.stop()
     subprocess.run([TOOL, 'spool-append', spool, '40', 'agent.spooltest'], check=True)
@@ -73,6 +74,7 @@ def mount_opts(path):
 
 
 def mount_tests(tmp):
+    """R-ATK-1: the raw mount is nosuid,nodev,noexec; a program on it does not run."""
     img = os.path.join(tmp, 'stick.img')
     with open(img, 'wb') as f:
         f.truncate(16 << 20)

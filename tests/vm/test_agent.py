@@ -81,6 +81,7 @@ def keyboard_in_by_local_rule(vm):
 
 
 def unregistered_never_in(vm):
+    """R-REG-1: an unregistered stick is never authorised or mounted, and the user is told."""
     img = make_image(os.path.join(vm.workdir, "u.img"), "vfat", 16, label="U", files={"a.txt": "x\n"})
     st = vm.plug_stick(img, vendor="ACME", product="Unreg", serial="UNREG-1")
     st.wait_usb_event()
@@ -100,6 +101,7 @@ def unregistered_never_in(vm):
 
 
 def registered_mounted_read_only(vm):
+    """R-ATK-1: a registered stick is mounted nosuid,nodev,noexec, read-only without a grant."""
     mediactl(vm, "mamori-t-admin", "media", "register", "--no", "AG-001", "--type", "USBメモリ",
              "--purpose", "test", "--manager", "mamori-t-manager", "--start", "2026-01-01",
              "--end", "2099-12-31", "--vendor", QEMU_STICK[0], "--product", QEMU_STICK[1],
@@ -255,6 +257,8 @@ def hostile_serial_recorded_exactly(vm):
 
 
 def policyd_away(vm):
+    """R-EV-9: with policyd away storage stays blocked, the keyboard works, and the
+    records are spooled and delivered in order when it returns."""
     vm.run(["systemctl", "stop", "mamori-policyd.socket", "mamori-policyd.service"], check=True)
     try:
         kb = vm.plug_keyboard()
