@@ -73,11 +73,19 @@ if [ -f /cfg/trees ]; then
         merge "/newroot$t" /newroot || fail "copying tree $t"
     done </cfg/trees
 fi
+[ -f /cfg/binds ] && cp /cfg/binds /binds
 umount /cfg
 
 # A fresh /tmp: Debian's tmpfiles.d empties /tmp at boot ("D /tmp"), which on the
 # overlay would mean whiting out the host's /tmp file by file.
 mount -t tmpfs -o mode=1777,nosuid,nodev mamori-tmp /newroot/tmp || fail "tmpfs on /tmp"
+# ...but a source or build tree under the host's /tmp is bound back in, read-only.
+if [ -f /binds ]; then
+    while read -r d; do
+        [ -n "$d" ] || continue
+        mkdir -p "/newroot$d" && mount --bind "/lower$d" "/newroot$d" || fail "binding $d"
+    done </binds
+fi
 
 mount --move /proc /newroot/proc
 mount --move /sys /newroot/sys

@@ -352,6 +352,12 @@ class VM:
         with open(os.path.join(cfg, "trees"), "w") as f:
             for t in self.trees:
                 f.write(os.path.abspath(t) + "\n")
+        # The guest gets a fresh /tmp; a source or build tree that lives under the host's
+        # /tmp (a CI clone, say) is bound back in at the same path, read-only.
+        with open(os.path.join(cfg, "binds"), "w") as f:
+            for d in sorted({os.path.realpath(SOURCE_ROOT), os.path.realpath(BUILD_ROOT)}):
+                if d == "/tmp" or d.startswith("/tmp/"):
+                    f.write(d + "\n")
         return cfg
 
     def _qemu_argv(self, kernel, initrd, cfg):
