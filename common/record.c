@@ -72,10 +72,14 @@ int mamori_record_add(mamori_record *rec, const char *key, const char *value)
                 return -EEXIST;
         if (rec->n_pairs >= MAMORI_RECORD_PAIRS_MAX)
                 return -E2BIG;
-        mamori_pair *p = realloc(rec->pairs, (rec->n_pairs + 1) * sizeof *p);
-        if (!p)
-                return -ENOMEM;
-        rec->pairs = p;
+        if (rec->n_pairs == rec->n_alloc) { /* doubling: no realloc per field */
+                size_t cap = rec->n_alloc ? rec->n_alloc * 2 : 8;
+                mamori_pair *p = realloc(rec->pairs, cap * sizeof *p);
+                if (!p)
+                        return -ENOMEM;
+                rec->pairs = p;
+                rec->n_alloc = cap;
+        }
         char *k = strdup(key), *v = strdup(value);
         if (!k || !v) {
                 free(k);
@@ -235,6 +239,8 @@ int mamori_record_decode(const uint8_t *buf, size_t len, mamori_record **ret)
                 rec->pairs = calloc(n, sizeof *rec->pairs);
                 if (!rec->pairs)
                         r.fail = true;
+                else
+                        rec->n_alloc = n;
         }
         for (size_t i = 0; i < n && !r.fail; i++) {
                 char *k = rb_str(&r, 2, MAMORI_PAIR_KEY_MAX);

@@ -47,7 +47,7 @@ typedef struct mamori_record {
         char *component;
         char *host;
         char *machine_id;
-        size_t n_pairs;
+        size_t n_pairs, n_alloc;
         mamori_pair *pairs; /* sorted by key, unique, after mamori_record_encode() */
 } mamori_record;
 

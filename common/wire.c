@@ -440,6 +440,13 @@ int mamori_reader_fill(mamori_reader *r, int fd)
         /* One whole frame at the cap plus 64 KiB always fits, so a frame under the cap
          * can always be completed and taken off before the buffer needs to grow more. */
         const size_t cap = HDR + MAMORI_MSG_MAX + 65536;
+        /* Messages are taken off by moving off; the unread rest is moved to the front
+         * only here, when room is needed (not once per message). */
+        if (r->off > 0 && r->alloc - r->len < 16384) {
+                memmove(r->buf, r->buf + r->off, r->len - r->off);
+                r->len -= r->off;
+                r->off = 0;
+        }
         if (r->alloc - r->len < 16384 && r->alloc < cap) {
                 size_t a = r->alloc ? r->alloc * 2 : 32768;
                 if (a > cap)
@@ -461,21 +468,29 @@ int mamori_reader_fill(mamori_reader *r, int fd)
 
 int mamori_reader_next(mamori_reader *r, mamori_msg **ret)
 {
-        if (r->len < HDR)
+        size_t avail = r->len - r->off;
+        if (avail < HDR)
                 return 0;
-        uint32_t blen = get_be(r->buf, 4);
+        const uint8_t *p = r->buf + r->off;
+        uint32_t blen = get_be(p, 4);
         if (blen > MAMORI_MSG_MAX)
                 return -EMSGSIZE;
-        if (r->len < HDR + blen)
+        if (avail < HDR + blen)
                 return 0;
         mamori_msg *m;
-        int k = mamori_msg_decode(r->buf + HDR, blen, &m);
+        int k = mamori_msg_decode(p + HDR, blen, &m);
         if (k < 0)
                 return k;
-        memmove(r->buf, r->buf + HDR + blen, r->len - HDR - blen);
-        r->len -= HDR + blen;
+        r->off += HDR + blen;
+        if (r->off == r->len)
+                r->off = r->len = 0;
         *ret = m;
         return 1;
+}
+
+size_t mamori_reader_pending(const mamori_reader *r)
+{
+        return r->len - r->off;
 }
 
 void mamori_reader_done(mamori_reader *r)

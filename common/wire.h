@@ -231,7 +231,7 @@ bool mamori_pair_key_valid(const char *key);
 /* Incremental frame reader for nonblocking sockets. */
 typedef struct mamori_reader {
         uint8_t *buf;
-        size_t len, alloc;
+        size_t off, len, alloc; /* unread bytes are buf[off..len) */
 } mamori_reader;
 /* Reads what the socket has. Returns bytes read (> 0), 0 at EOF, -EAGAIN, or -errno. */
 int mamori_reader_fill(mamori_reader *r, int fd);
@@ -239,6 +239,8 @@ int mamori_reader_fill(mamori_reader *r, int fd);
  * are needed, -EMSGSIZE for a frame over the cap, -EBADMSG for one that does not decode. */
 int mamori_reader_next(mamori_reader *r, mamori_msg **ret);
 void mamori_reader_done(mamori_reader *r);
+/* Bytes received and not yet taken off as messages. */
+size_t mamori_reader_pending(const mamori_reader *r);
 
 /* Blocking helpers for clients: write a whole frame; read one whole message. */
 int mamori_wire_send(int fd, mamori_msg *m);

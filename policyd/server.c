@@ -471,7 +471,7 @@ static void settle(server *srv)
                 for (conn *c = srv->conns; c; c = c->next) {
                         if (c->dead)
                                 continue;
-                        if ((c->held || (!c->depends && c->rd.len > 0)) && !c->produce) {
+                        if ((c->held || (!c->depends && mamori_reader_pending(&c->rd) > 0)) && !c->produce) {
                                 process(srv, c);
                                 again = true;
                         }

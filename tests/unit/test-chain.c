@@ -51,6 +51,13 @@ static void test_record_roundtrip(void **state)
         int n2 = mamori_record_encode(d, &b2);
         assert_int_equal(n, n2);
         assert_memory_equal(b, b2, n); /* one encoding per record */
+        /* Regression: a decoded record (exactly 3 fields allocated) takes more fields. */
+        for (int i = 0; i < 20; i++) {
+                char k[16];
+                snprintf(k, sizeof k, "extra%02d", i);
+                assert_int_equal(mamori_record_add(d, k, "x"), 0);
+        }
+        assert_string_equal(mamori_record_get(d, "extra19"), "x");
         /* not canonical: trailing byte, bad magic, cut short */
         uint8_t *t = malloc(n + 1);
         memcpy(t, b, n);
