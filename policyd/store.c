@@ -131,6 +131,27 @@ static int write_anchor_file(store *s)
         return 0;
 }
 
+/* Inserts epoch e's row (cert NULL for epoch 0) in the open transaction. Returns 0 or -EIO. */
+static int insert_epoch(store *s, uint32_t e, uint64_t first_seq, const uint8_t pk[MAMORI_PK_LEN],
+                        const uint8_t *cert)
+{
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(s->db, "INSERT INTO epochs(epoch, first_seq, pubkey, cert, created_us)"
+                                      " VALUES (?1, ?2, ?3, ?4, ?5)", -1, &st, NULL) != SQLITE_OK)
+                return log_error_errno(EIO, "Failed to record epoch %" PRIu32 ": %s", e, sqlite3_errmsg(s->db));
+        sqlite3_bind_int64(st, 1, e);
+        sqlite3_bind_int64(st, 2, (int64_t)first_seq);
+        sqlite3_bind_blob(st, 3, pk, MAMORI_PK_LEN, SQLITE_TRANSIENT);
+        if (cert)
+                sqlite3_bind_blob(st, 4, cert, MAMORI_SIG_LEN, SQLITE_TRANSIENT);
+        else
+                sqlite3_bind_null(st, 4);
+        sqlite3_bind_int64(st, 5, mamori_now_us());
+        if (sqlite3_step(st) != SQLITE_DONE)
+                return log_error_errno(EIO, "Failed to record epoch %" PRIu32 ": %s", e, sqlite3_errmsg(s->db));
+        return 0;
+}
+
 /* Creates epoch 0 in an empty store. */
 static int store_init_epochs(store *s)
 {
@@ -139,15 +160,9 @@ static int store_init_epochs(store *s)
         int r = key_write(s, KEY_FILE, 0, s->sk);
         if (r < 0)
                 return r;
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(s->db, "INSERT INTO epochs(epoch, first_seq, pubkey, cert, created_us) VALUES (0, 1, ?1, NULL, ?2)", -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
-        sqlite3_bind_blob(st, 1, pk, MAMORI_PK_LEN, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 2, mamori_now_us());
-        r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
-        sqlite3_finalize(st);
+        r = insert_epoch(s, 0, 1, pk, NULL);
         if (r < 0)
-                return log_error_errno(r, "Failed to record epoch 0: %s", sqlite3_errmsg(s->db));
+                return r;
         memcpy(s->anchor, pk, MAMORI_PK_LEN);
         s->epoch = 0;
         (void)dir_sync(s);
@@ -316,6 +331,19 @@ void store_free(store *s)
         free(s);
 }
 
+/* Abandons the open batch: the database, the chain state and the journal queue all go
+ * back to the last commit (nothing uncommitted is ever copied to the journal). */
+static void rollback(store *s)
+{
+        (void)exec(s, "ROLLBACK");
+        s->in_batch = false;
+        s->seq = s->committed_seq;
+        memcpy(s->prev, s->committed_prev, MAMORI_HASH_LEN);
+        for (size_t i = 0; i < s->n_jq; i++)
+                mamori_record_free(s->jq[i].rec);
+        s->n_jq = 0;
+}
+
 int store_begin(store *s)
 {
         if (s->in_batch)
@@ -482,7 +510,7 @@ static int journal_send(uint64_t seq, const mamori_record *rec)
 static void journal_flush(store *s)
 {
         for (size_t i = 0; i < s->n_jq; i++) {
-                if (s->journal && journal_send(s->jq[i].seq, s->jq[i].rec) < 0)
+                if (journal_send(s->jq[i].seq, s->jq[i].rec) < 0)
                         log_debug("Failed to copy record %" PRIu64 " to the journal, ignoring.", s->jq[i].seq);
                 mamori_record_free(s->jq[i].rec);
         }
@@ -502,13 +530,7 @@ int store_commit(store *s)
         if (r >= 0)
                 r = exec(s, "COMMIT");
         if (r < 0) {
-                (void)exec(s, "ROLLBACK");
-                s->in_batch = false;
-                s->seq = s->committed_seq;
-                memcpy(s->prev, s->committed_prev, MAMORI_HASH_LEN);
-                for (size_t i = 0; i < s->n_jq; i++)
-                        mamori_record_free(s->jq[i].rec);
-                s->n_jq = 0;
+                rollback(s);
                 return -EIO;
         }
         s->in_batch = false;
@@ -530,7 +552,10 @@ int store_append(store *s, mamori_record *rec, uint64_t *ret_seq)
                 mamori_record_free(rec);
                 return r;
         }
-        journal_queue(s, seq, rec);
+        if (s->journal)
+                journal_queue(s, seq, rec);
+        else
+                mamori_record_free(rec);
         if (ret_seq)
                 *ret_seq = seq;
         return 0;
@@ -565,20 +590,13 @@ int store_rotate(store *s)
         if (r >= 0)
                 r = store_begin(s);
         if (r >= 0) {
-                sqlite3_stmt *st;
-                sqlite3_prepare_v2(s->db, "INSERT INTO epochs(epoch, first_seq, pubkey, cert, created_us) VALUES (?1, ?2, ?3, ?4, ?5)", -1, &st, NULL);
-                sqlite3_bind_int64(st, 1, e);
-                sqlite3_bind_int64(st, 2, (int64_t)s->seq + 1);
-                sqlite3_bind_blob(st, 3, pk, MAMORI_PK_LEN, SQLITE_TRANSIENT);
-                sqlite3_bind_blob(st, 4, cert, MAMORI_SIG_LEN, SQLITE_TRANSIENT);
-                sqlite3_bind_int64(st, 5, mamori_now_us());
-                r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
-                sqlite3_finalize(st);
+                r = insert_epoch(s, e, s->seq + 1, pk, cert);
                 if (r >= 0)
                         r = exec(s, "COMMIT");
+                if (r >= 0)
+                        s->in_batch = false;
                 else
-                        (void)exec(s, "ROLLBACK");
-                s->in_batch = false;
+                        rollback(s);
         }
         if (r < 0) {
                 (void)unlinkat(s->dir_fd, KEY_FILE_NEW, 0);
@@ -711,12 +729,8 @@ int64_t store_purge(store *s, int64_t now_us)
         }
         if (r >= 0)
                 r = store_commit(s);
-        else {
-                (void)exec(s, "ROLLBACK");
-                s->in_batch = false;
-                s->seq = s->committed_seq;
-                memcpy(s->prev, s->committed_prev, MAMORI_HASH_LEN);
-        }
+        else
+                rollback(s);
         if (r < 0)
                 return r;
         log_info("Purged %" PRId64 " evidence records %" PRIu64 "..%" PRIu64 " past retention", n, first, last);
