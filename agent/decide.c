@@ -20,8 +20,6 @@
 
 #define POLICYD_TIMEOUT_S 5
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(mamori_msg *, mamori_msg_free)
-
 void policyd_drop(agent *a)
 {
         if (a->policyd_fd >= 0)

@@ -24,8 +24,6 @@
 
 #define KV_MAX 40
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(mamori_msg *, mamori_msg_free)
-
 static int64_t now_us(void)
 {
         struct timespec ts;

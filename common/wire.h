@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cleanup.h"
+
 #define MAMORI_MSG_MAX (64u * 1024u)  /* body cap, bytes */
 #define MAMORI_MSG_FIELDS_MAX 1024u   /* fields per message */
 #define MAMORI_STR_MAX 4096u          /* default cap on a string field */
@@ -103,8 +105,6 @@ typedef enum mamori_tag {
         MAMORI_F_EV_SIG = 78,     /* bytes[64] */
         MAMORI_F_EV_FIRST_SEQ = 79, /* u64 */
         MAMORI_F_EV_CHECKPOINT = 80, /* u64: seq of a checkpoint, starts a checkpoint group */
-        MAMORI_F_EV_AFTER_TIME = 81, /* i64: keyset cursor */
-        MAMORI_F_EV_AFTER_SEQ = 82,  /* u64: keyset cursor */
         MAMORI_F_MEDIA_NO = 128,       /* str: management number (管理番号) */
         MAMORI_F_MEDIA_TYPE = 129,     /* str: media type (媒体種別) */
         MAMORI_F_MEDIA_PURPOSE = 130,  /* str */
@@ -184,6 +184,7 @@ const char *mamori_msg_type_to_string(int type);
 /* Allocates a message to build. Returns 0 or -ENOMEM. */
 int mamori_msg_new(uint16_t type, uint16_t status, mamori_msg **ret);
 void mamori_msg_free(mamori_msg *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(mamori_msg *, mamori_msg_free)
 /* Append fields. They never fail on their own: an oversize message is reported by
  * mamori_msg_frame(). Strings are copied without their NUL. */
 void mamori_msg_put_bytes(mamori_msg *m, uint16_t tag, const void *p, size_t len);

@@ -15,14 +15,6 @@
 #include "mediactl.h"
 #include "record.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(mamori_msg *, mamori_msg_free)
-
-static void closefd(int *fd)
-{
-        if (*fd >= 0)
-                close(*fd);
-}
-
 /* Prints one record in the chosen format; first is true for the first record. */
 static void print_record(output_format fmt, const mamori_record *rec, bool first)
 {
@@ -167,7 +159,7 @@ int verb_log(int argc, char *argv[])
                 log_usage(stderr);
                 return EXIT_USAGE;
         }
-        _cleanup_(closefd) int fd = ctl_connect(sock);
+        _cleanup_close_ int fd = ctl_connect(sock);
         if (fd < 0)
                 return EXIT_UNAVAILABLE;
         if (mamori_wire_send(fd, req) < 0) {
@@ -336,7 +328,7 @@ int verb_verify(int argc, char *argv[])
                 if (r < 0)
                         return EXIT_UNAVAILABLE;
         } else {
-                _cleanup_(closefd) int fd = ctl_connect(sock);
+                _cleanup_close_ int fd = ctl_connect(sock);
                 if (fd < 0)
                         return EXIT_UNAVAILABLE;
                 if (!anchor_path) {
@@ -391,7 +383,7 @@ int verb_evidence(int argc, char *argv[])
         }
         uint16_t type = streq(argv[i], "anchor") ? MAMORI_MSG_EVIDENCE_ANCHOR
                         : streq(argv[i], "rotate") ? MAMORI_MSG_EVIDENCE_ROTATE : MAMORI_MSG_EVIDENCE_PURGE;
-        _cleanup_(closefd) int fd = ctl_connect(sock);
+        _cleanup_close_ int fd = ctl_connect(sock);
         if (fd < 0)
                 return EXIT_UNAVAILABLE;
         _cleanup_(mamori_msg_freep) mamori_msg *req = NULL, *m = NULL;
@@ -447,7 +439,7 @@ int verb_status(int argc, char *argv[])
                 return EXIT_USAGE;
         }
         agent_status();
-        _cleanup_(closefd) int fd = ctl_connect(sock);
+        _cleanup_close_ int fd = ctl_connect(sock);
         if (fd < 0)
                 return EXIT_UNAVAILABLE;
         _cleanup_(mamori_msg_freep) mamori_msg *req = NULL, *m = NULL;

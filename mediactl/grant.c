@@ -18,8 +18,6 @@
 #include "mediactl.h"
 #include "record.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(mamori_msg *, mamori_msg_free)
-
 static void sodium_freep(void *p)
 {
         sodium_free(*(void **)p);

@@ -29,8 +29,6 @@
 #define PASS_MAX 1024
 #define PASS_MIN 8
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(mamori_msg *, mamori_msg_free)
-
 static void sodium_freep(void *p)
 {
         sodium_free(*(void **)p);

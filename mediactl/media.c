@@ -25,8 +25,6 @@
 #define DAY_US (86400LL * 1000000)
 #define OVERDUE_DAYS 31 /* the whereabouts check is monthly (R-REG-5) */
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(mamori_msg *, mamori_msg_free)
-
 void ctl_bad_value(const char *what, const char *value)
 {
         fprintf(stderr, "mediactl: %s: \"", what);
