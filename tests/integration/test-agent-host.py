@@ -4,6 +4,7 @@
 (records made while policyd is away arrive in order when it returns, nothing lost,
 the spool file root-only) and the raw mount of a real loop-device filesystem
 (nosuid,nodev,noexec, read-only unless asked, numbers-only mount point)."""
+import errno
 import json
 import os
 import shutil
@@ -95,8 +96,8 @@ def mount_tests(tmp):
         try:
             open(os.path.join(mp, 'x'), 'w').close()
             check(False, 'writing to the read-only mount fails')
-        except OSError:
-            check(True, 'writing to the read-only mount fails')
+        except OSError as e:
+            check(e.errno == errno.EROFS, f'writing to the read-only mount fails with EROFS ({e})')
         r = subprocess.run([TOOL, 'release', mdir, name])
         check(r.returncode == 0 and mount_opts(mp) is None and not os.path.exists(mp), 'released and removed')
         p = subprocess.run([TOOL, 'mount', mdir, loop, 'rw'], capture_output=True, text=True)
