@@ -92,6 +92,20 @@ static bool valid_unreachable(const char *s)
         return streq(s, "mfa-closed") || streq(s, "closed");
 }
 
+static bool valid_remote_action(const char *s)
+{
+        return streq(s, "lock") || streq(s, "terminate");
+}
+
+/* Free text for evidence (approver, reason): printable, no control characters; UTF-8 allowed. */
+static bool valid_text(const char *s)
+{
+        for (; *s; s++)
+                if ((unsigned char) *s < 0x20 || *s == 0x7f)
+                        return false;
+        return true;
+}
+
 /* The key is the field's path in mamori_config, so a row cannot name the wrong field. */
 #define KEY_UINT32(field, lo, hi, d)                                                               \
         { #field, CFG_UINT32, offsetof(mamori_config, field), lo, hi, d, NULL, NULL, NULL }
@@ -147,6 +161,16 @@ static const ConfigKey config_table[] = {
         /* What pam_mamori does when policyd cannot be reached (pam_mamori(8)). */
         { "auth.unreachable", CFG_STRING, offsetof(mamori_config, auth.unreachable), 1, 16, 0,
           "mfa-closed", valid_unreachable, "mfa-closed or closed" },
+        /* R-IDLE-1: the idle lock, a root-owned setting; R-IDLE-2: a host's exemption
+         * names its approver and reason (checked after parsing: check_idle()). */
+        KEY_UINT32(idle.timeout, 5, 86400, 900),
+        { "idle.remote_action", CFG_STRING, offsetof(mamori_config, idle.remote_action), 1, 16, 0,
+          "lock", valid_remote_action, "lock or terminate" },
+        KEY_BOOL(idle.exempt, false),
+        { "idle.exempt_approver", CFG_STRING, offsetof(mamori_config, idle.exempt_approver), 0, 128, 0,
+          "", valid_text, "text without control characters" },
+        { "idle.exempt_reason", CFG_STRING, offsetof(mamori_config, idle.exempt_reason), 0, 512, 0,
+          "", valid_text, "text without control characters" },
 };
 
 typedef struct ParseContext {
@@ -696,6 +720,20 @@ static int check_integer_literals(const char *path, const char *buf, size_t n, c
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(config_t *, config_destroy);
 
+/* R-IDLE-2: an exemption without an approver and a reason is no exemption: the file is
+ * refused (fail closed: the agent then does not start on it). Returns 0 or -EINVAL. */
+static int check_idle(const char *path, const config_t *cf, const mamori_config *c, char **ret_error)
+{
+        const config_setting_t *s = config_lookup(cf, "idle.exempt");
+
+        if (!c->idle.exempt)
+                return 0;
+        if (c->idle.exempt_approver[0] == '\0' || c->idle.exempt_reason[0] == '\0')
+                return fail_file(ret_error, path, s ? (unsigned) config_setting_source_line(s) : 0, -EINVAL,
+                                 "idle.exempt: true needs idle.exempt_approver and idle.exempt_reason");
+        return 0;
+}
+
 int mamori_config_load(const char *path, mamori_config **ret, char **ret_error)
 {
         config_t cf_storage;
@@ -739,6 +777,9 @@ int mamori_config_load(const char *path, mamori_config **ret, char **ret_error)
                 free(ctx.error);
                 return r;
         }
+        r = check_idle(path, cf, c, ret_error);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(c);
         return 0;
 }

@@ -59,6 +59,13 @@ typedef struct mamori_config {
                 uint32_t totp_window;         /* default 1, 0..10 steps either side */
                 char *unreachable;            /* "mfa-closed" (default) or "closed" */
         } auth;
+        struct {                        /* mamori-agent/idle.c: the idle lock (R-IDLE-1, R-IDLE-2) */
+                uint32_t timeout;             /* default 900 s, 5..86400: idle time that locks */
+                char *remote_action;          /* "lock" (default) or "terminate": remote text sessions */
+                bool exempt;                  /* default false: this host is exempt (R-IDLE-2) */
+                char *exempt_approver;        /* who approved the exemption; required with exempt */
+                char *exempt_reason;          /* why; required with exempt */
+        } idle;
 } mamori_config;
 
 /* Built-in defaults. Returns 0 or -ENOMEM. */

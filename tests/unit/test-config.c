@@ -475,6 +475,45 @@ static void test_table_consistent(void **state)
         mamori_config_free(c);
 }
 
+/* R-IDLE-1: the idle lock's settings (root-owned file); R-IDLE-2: an exemption needs its
+ * approver and reason, else the whole file is refused. */
+static void test_idle_settings_r_idle_1_r_idle_2(void **state)
+{
+        mamori_config *c = load_ok("");
+
+        assert_int_equal(c->idle.timeout, 900);
+        assert_string_equal(c->idle.remote_action, "lock");
+        assert_false(c->idle.exempt);
+        assert_string_equal(c->idle.exempt_approver, "");
+        assert_string_equal(c->idle.exempt_reason, "");
+        mamori_config_free(c);
+
+        c = load_ok("idle: { timeout = 10; remote_action = \"terminate\"; exempt = true;\n"
+                    "  exempt_approver = \"情報セキュリティ責任者 Sato\"; exempt_reason = \"kiosk display\"; };\n");
+        assert_int_equal(c->idle.timeout, 10);
+        assert_string_equal(c->idle.remote_action, "terminate");
+        assert_true(c->idle.exempt);
+        assert_string_equal(c->idle.exempt_approver, "情報セキュリティ責任者 Sato");
+        assert_string_equal(c->idle.exempt_reason, "kiosk display");
+        mamori_config_free(c);
+
+        assert_fails("idle: {\n timeout = 4; };\n", 2, "idle.timeout", "out of range, allowed 5..86400");
+        assert_fails("idle: {\n timeout = 86401; };\n", 2, "idle.timeout", "out of range");
+        assert_fails("idle: {\n remote_action = \"kill\"; };\n", 2, "idle.remote_action", "lock or terminate");
+        assert_fails("idle: {\n exempt = true; };\n", 2, "idle.exempt", "needs idle.exempt_approver");
+        assert_fails("idle: { exempt_approver = \"a\";\n exempt = true; };\n", 2, "idle.exempt",
+                     "idle.exempt_reason");
+        assert_fails("idle: { exempt_reason = \"r\";\n exempt = true; exempt_approver = \"\"; };\n", 2,
+                     "idle.exempt", "needs");
+        assert_fails("idle: {\n exempt_reason = \"a\\tb\"; };\n", 2, "idle.exempt_reason", "control characters");
+        assert_fails("idle: {\n idle_action = \"lock\"; };\n", 2, "idle.idle_action", "unknown key");
+
+        /* Approver and reason without the exemption are harmless (no exemption). */
+        c = load_ok("idle: { exempt_approver = \"a\"; exempt_reason = \"b\"; };\n");
+        assert_false(c->idle.exempt);
+        mamori_config_free(c);
+}
+
 /* Parses text with libconfig and runs parse_strv on its setting "l" against key k. */
 static int strv_parse(const ConfigKey *k, const char *text, char ***field, char **ret_error)
 {
@@ -547,6 +586,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_missing_file_and_directory, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_table_consistent, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_strv_type, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_idle_settings_r_idle_1_r_idle_2, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
