@@ -106,6 +106,22 @@ static bool valid_text(const char *s)
         return true;
 }
 
+/* An absolute path without control characters or "." / ".." components. */
+static bool valid_abs_path(const char *s)
+{
+        if (s[0] != '/')
+                return false;
+        for (const char *p = s; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        return false;
+        for (const char *p = s; (p = strchr(p, '/')); p++) {
+                size_t n = strcspn(p + 1, "/");
+                if ((n == 1 && p[1] == '.') || (n == 2 && p[1] == '.' && p[2] == '.'))
+                        return false;
+        }
+        return true;
+}
+
 /* The key is the field's path in mamori_config, so a row cannot name the wrong field. */
 #define KEY_UINT32(field, lo, hi, d)                                                               \
         { #field, CFG_UINT32, offsetof(mamori_config, field), lo, hi, d, NULL, NULL, NULL }
@@ -171,6 +187,9 @@ static const ConfigKey config_table[] = {
           "", valid_text, "text without control characters" },
         { "idle.exempt_reason", CFG_STRING, offsetof(mamori_config, idle.exempt_reason), 0, 512, 0,
           "", valid_text, "text without control characters" },
+        /* R-OUT-1, R-CRY-2, R-CRY-3: where the organisation's age keys live (common/orgkeys.h). */
+        { "crypto.keys_dir", CFG_STRING, offsetof(mamori_config, crypto.keys_dir), 2, 255, 0,
+          "/etc/mamori/keys", valid_abs_path, "an absolute path without . or .. components" },
 };
 
 typedef struct ParseContext {

@@ -66,6 +66,9 @@ typedef struct mamori_config {
                 char *exempt_approver;        /* who approved the exemption; required with exempt */
                 char *exempt_reason;          /* why; required with exempt */
         } idle;
+        struct {                        /* common/orgkeys.c: the organisation's age keys (R-OUT-1, R-CRY-2/3) */
+                char *keys_dir;               /* default "/etc/mamori/keys": identities + recipient */
+        } crypto;
 } mamori_config;
 
 /* Built-in defaults. Returns 0 or -ENOMEM. */

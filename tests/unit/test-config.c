@@ -118,6 +118,7 @@ static void assert_defaults(const mamori_config *c)
         assert_int_equal(c->evidence.retention_login_days, 1827);
         assert_int_equal(c->evidence.retention_permission_days, 366);
         assert_int_equal(c->evidence.retention_admin_days, 1827);
+        assert_string_equal(c->crypto.keys_dir, "/etc/mamori/keys");
         assert_true(c->evidence.journal);
 }
 
@@ -514,6 +515,26 @@ static void test_idle_settings_r_idle_1_r_idle_2(void **state)
         mamori_config_free(c);
 }
 
+/* R-CRY-3: the organisation keys' directory is a setting; only a plain absolute path. */
+static void test_crypto_keys_dir_r_cry_3(void **state)
+{
+        mamori_config *c = load_ok("crypto: { keys_dir = \"/srv/mamori/鍵\"; };\n");
+        assert_string_equal(c->crypto.keys_dir, "/srv/mamori/鍵");
+        mamori_config_free(c);
+
+        assert_fails("crypto: {\n keys_dir = \"keys\"; };\n", 2, "crypto.keys_dir", "absolute path");
+        assert_fails("crypto: {\n keys_dir = \"/etc/../tmp\"; };\n", 2, "crypto.keys_dir", "absolute path");
+        assert_fails("crypto: {\n keys_dir = \"/etc/./k\"; };\n", 2, "crypto.keys_dir", "absolute path");
+        assert_fails("crypto: {\n keys_dir = \"/etc/k\\n\"; };\n", 2, "crypto.keys_dir", "absolute path");
+        assert_fails("crypto: {\n keys_dir = \"\"; };\n", 2, "crypto.keys_dir", "");
+        assert_fails("crypto: {\n keys_dir = 1; };\n", 2, "crypto.keys_dir", "");
+        assert_fails("crypto: {\n key_dir = \"/k\"; };\n", 2, "crypto.key_dir", "unknown key");
+        /* ".." inside a name is a name, not a component */
+        c = load_ok("crypto: { keys_dir = \"/etc/mamori/..keys\"; };\n");
+        assert_string_equal(c->crypto.keys_dir, "/etc/mamori/..keys");
+        mamori_config_free(c);
+}
+
 /* Parses text with libconfig and runs parse_strv on its setting "l" against key k. */
 static int strv_parse(const ConfigKey *k, const char *text, char ***field, char **ret_error)
 {
@@ -587,6 +608,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_table_consistent, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_strv_type, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_idle_settings_r_idle_1_r_idle_2, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_crypto_keys_dir_r_cry_3, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
