@@ -74,7 +74,10 @@ agent_dev *agent_dev_find(agent *a, const char *syspath);
  * 0 with dev->verdict etc. set, or -errno when policyd could not answer (then the
  * caller keeps the device blocked: fail closed). */
 int decide_device(agent *a, agent_dev *dev);
-/* (Re)arms the device's timer for its next_change. */
+/* Blocks dev now, for reason: records the verdict, unmounts, deauthorises, tells the user. */
+void decide_refuse(agent *a, agent_dev *dev, const char *reason);
+/* (Re)arms the device's timer for its next_change (for an identify verdict: the time
+ * it has to show its filesystem). */
 void decide_arm_timer(agent *a, agent_dev *dev);
 /* Re-decides dev now and acts on a changed answer (unmount, deauthorise, remount). */
 void decide_again(agent *a, agent_dev *dev);
@@ -94,6 +97,11 @@ int mount_update(agent *a, agent_dev *dev);
 int mount_raw(const char *dir, const char *devnode, dev_t want, bool rw, char ret_name[static 32],
               const char **ret_type, char ret_uuid[static AGENT_FS_UUID_MAX], uint64_t *ret_size);
 int mount_raw_release(const char *dir, const char *name);
+/* Reads the filesystem type, UUID and size of the block device without mounting it
+ * (identifying a medium whose registration carries a mark). Returns 0, -ENOMEDIUM,
+ * -ENODEV (not the device want names) or -errno. */
+int mount_probe(const char *devnode, dev_t want, const char **ret_type, char ret_uuid[static AGENT_FS_UUID_MAX],
+                uint64_t *ret_size);
 
 /* evidence.c */
 /* Records an "agent.<what>" event with the device's identity and port, then NULL-ended

@@ -19,6 +19,7 @@
 #include "log.h"
 
 #define POLICYD_TIMEOUT_S 5
+#define IDENTIFY_US (30 * 1000 * 1000ULL) /* to show a filesystem once let in to be identified */
 
 void policyd_drop(agent *a)
 {
@@ -64,7 +65,7 @@ static int read_answer(const mamori_msg *m, agent_dev *dev)
         snprintf(dev->reason, sizeof dev->reason, "%s", reason);
         snprintf(dev->no, sizeof dev->no, "%s", no);
         dev->next_change = next;
-        dev->may_write = v != MAMORI_VERDICT_BLOCKED && write;
+        dev->may_write = agent_verdict_mounts(v) && write;
         return 0;
 }
 
@@ -119,12 +120,11 @@ void decide_again(agent *a, agent_dev *dev)
                 dev->may_write = false;
                 snprintf(dev->reason, sizeof dev->reason, "policyd-unreachable");
         }
-        bool allow = dev->verdict == MAMORI_VERDICT_ALLOWED || dev->verdict == MAMORI_VERDICT_EXEMPT ||
-                     dev->verdict == MAMORI_VERDICT_AUDIT;
+        bool allow = agent_verdict_authorises(dev->verdict);
         if (was != dev->verdict || was_write != dev->may_write)
-                (void)evidence_device(a, "verdict", dev, "verdict", allow ? "allowed" : "blocked", "reason",
+                (void)evidence_device(a, "verdict", dev, "verdict", agent_verdict_recorded(dev->verdict), "reason",
                                       dev->reason, "media", dev->no, "changed", "1", NULL);
-        if (!allow) {
+        if (!allow || (dev->mounted && !agent_verdict_mounts(dev->verdict))) {
                 if (dev->mounted)
                         (void)mount_release(a, dev);
                 if (dev->authorized) {
@@ -143,16 +143,46 @@ void decide_again(agent *a, agent_dev *dev)
         decide_arm_timer(a, dev);
 }
 
+void decide_refuse(agent *a, agent_dev *dev, const char *reason)
+{
+        dev->verdict = MAMORI_VERDICT_BLOCKED;
+        dev->may_write = false;
+        snprintf(dev->reason, sizeof dev->reason, "%s", reason);
+        (void)evidence_device(a, "verdict", dev, "verdict", "blocked", "reason", dev->reason, "media", dev->no,
+                              "changed", "1", NULL);
+        if (dev->mounted)
+                (void)mount_release(a, dev);
+        if (dev->authorized) {
+                int k = usb_set_authorized(dev->syspath, false);
+                if (k < 0)
+                        log_error_errno(k, "Cannot deauthorise port %s: %m", dev->port);
+                dev->authorized = k < 0;
+        }
+        dev->timer = sd_event_source_disable_unref(dev->timer);
+        notify_refused(a, dev);
+}
+
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         agent_dev *dev = userdata;
-        decide_again(dev->agent, dev);
+        if (dev->verdict == MAMORI_VERDICT_IDENTIFY) /* let in to show its mark, and it showed none */
+                decide_refuse(dev->agent, dev, "no-mark-found");
+        else
+                decide_again(dev->agent, dev);
         return 0;
 }
 
 void decide_arm_timer(agent *a, agent_dev *dev)
 {
         dev->timer = sd_event_source_disable_unref(dev->timer);
+        if (dev->verdict == MAMORI_VERDICT_IDENTIFY) {
+                /* Let in only to read its mark: a device that shows no filesystem within
+                 * IDENTIFY_US is refused (fail closed); if the timer cannot be armed, now. */
+                if (sd_event_add_time_relative(a->event, &dev->timer, CLOCK_MONOTONIC, IDENTIFY_US, 100 * 1000,
+                                               on_timer, dev) < 0)
+                        decide_refuse(a, dev, "no-mark-found");
+                return;
+        }
         if (dev->next_change == INT64_MAX || dev->verdict < 0)
                 return;
         /* CLOCK_REALTIME: the change time is wall-clock; a set clock moves it with it. */

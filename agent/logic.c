@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "logic.h"
+#include "grant.h"
 #include "wire.h"
 
 const char *agent_class_verdict_to_string(int v)
@@ -16,6 +17,21 @@ const char *agent_class_verdict_to_string(int v)
                 [AGENT_REFUSE] = "refuse",
         };
         return v >= 0 && v < _AGENT_CLASS_VERDICT_MAX ? names[v] : "invalid";
+}
+
+bool agent_verdict_mounts(int v)
+{
+        return v == MAMORI_VERDICT_ALLOWED || v == MAMORI_VERDICT_EXEMPT || v == MAMORI_VERDICT_AUDIT;
+}
+
+bool agent_verdict_authorises(int v)
+{
+        return agent_verdict_mounts(v) || v == MAMORI_VERDICT_IDENTIFY;
+}
+
+const char *agent_verdict_recorded(int v)
+{
+        return agent_verdict_mounts(v) ? "allowed" : v == MAMORI_VERDICT_IDENTIFY ? "identify" : "blocked";
 }
 
 static int hexval(char c)

@@ -35,6 +35,16 @@ typedef enum agent_class_verdict {
 /* Returns the verdict's name ("local-allow", "storage", "badusb", "refuse"). */
 const char *agent_class_verdict_to_string(int v);
 
+/* What policyd's verdict (enum mamori_verdict, or -1: no answer) lets the agent do:
+ * authorise the USB device (allowed, exempt, audit-only, and identify: let in only to
+ * read its filesystem mark), and mount its filesystem (not identify). Anything else,
+ * including no answer or an unknown value, does neither (fail closed). */
+bool agent_verdict_authorises(int verdict);
+bool agent_verdict_mounts(int verdict);
+/* The verdict's name in the agent's records: "allowed" (allowed, exempt, audit-only:
+ * the reason says which), "identify", or "blocked". */
+const char *agent_verdict_recorded(int verdict);
+
 /* Parses udev's ID_USB_INTERFACES (":080650:030101:"). Returns the number of
  * interfaces (>= 1), or -EINVAL for anything not of that form or with more than max. */
 int agent_ifaces_parse(const char *s, agent_iface *ret, size_t max);

@@ -22,6 +22,7 @@
 #include "agent.h"
 #include "cleanup.h"
 #include "client.h"
+#include "grant.h"
 #include "log.h"
 #include "mamori-config.h"
 
@@ -30,6 +31,34 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct udev_enumerate *, udev_enumerate_unref)
 
+/* A medium let in only to be identified: read its filesystem's UUID and size without
+ * mounting, ask policyd again with them, and mount only if that answer allows it. Two
+ * sticks of one model and serial, one registered with its filesystem UUID: the other
+ * shows another UUID and is refused without its filesystem ever being mounted. */
+static void block_identify(agent *a, agent_dev *d, struct udev_device *blk)
+{
+        const char *node = udev_device_get_devnode(blk), *type;
+        int r = node ? mount_probe(node, udev_device_get_devnum(blk), &type, d->block_uuid, &d->block_size) : -ENODEV;
+        if (r == -ENOMEDIUM)
+                return; /* a partition table: wait for the partition (the identify timer bounds the wait) */
+        if (r < 0) {
+                log_error_errno(r, "Cannot read the medium on port %s: %m", d->port);
+                decide_refuse(a, d, "mark-unreadable"); /* cannot identify: refused (fail closed) */
+                return;
+        }
+        d->block = udev_device_get_devnum(blk);
+        decide_again(a, d);
+        if (d->verdict == MAMORI_VERDICT_IDENTIFY) { /* the mark did not settle it: refused (fail closed) */
+                decide_refuse(a, d, "mark-unreadable");
+                return;
+        }
+        if (!agent_verdict_mounts(d->verdict) || !d->authorized)
+                return;
+        r = mount_block(a, d, blk);
+        if (r < 0 && r != -ENOMEDIUM)
+                log_error_errno(r, "Cannot mount the medium on port %s: %m", d->port);
+}
+
 /* A block device on an authorised, allowed USB medium: mount it, then check its mark. */
 static void block_added(agent *a, struct udev_device *blk)
 {
@@ -37,6 +66,10 @@ static void block_added(agent *a, struct udev_device *blk)
         agent_dev *d = usb ? agent_dev_find(a, udev_device_get_syspath(usb) ?: "") : NULL;
         if (!d || d->cls != AGENT_STORAGE || !d->authorized || d->mounted || d->verdict < 0)
                 return;
+        if (d->verdict == MAMORI_VERDICT_IDENTIFY) {
+                block_identify(a, d, blk);
+                return;
+        }
         int r = mount_block(a, d, blk);
         if (r == -ENOMEDIUM)
                 return; /* a partition table or an unknown filesystem: nothing mounted */

@@ -43,8 +43,11 @@ static const char *fs_options(const char *type)
         return streq(type, "vfat") ? "uid=0,gid=0,umask=077,shortname=mixed" : NULL;
 }
 
-int mount_raw(const char *dir, const char *devnode, dev_t want, bool rw, char ret_name[static 32],
-              const char **ret_type, char ret_uuid[static AGENT_FS_UUID_MAX], uint64_t *ret_size)
+/* Opens the block device the kernel named (O_NOFOLLOW, checked on the descriptor) and
+ * reads its size and filesystem. Returns the descriptor, -ENODEV for another device,
+ * -ENOMEDIUM for no known filesystem, or -errno. */
+static int open_probed(const char *devnode, dev_t want, const char **ret_type,
+                       char ret_uuid[static AGENT_FS_UUID_MAX], uint64_t *ret_size, dev_t *ret_rdev)
 {
         _cleanup_close_ int bfd = open(devnode, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
         if (bfd < 0)
@@ -54,19 +57,41 @@ int mount_raw(const char *dir, const char *devnode, dev_t want, bool rw, char re
                 return -errno;
         if (!S_ISBLK(st.st_mode) || (want && st.st_rdev != want))
                 return -ENODEV; /* not the device the kernel told us about: refuse */
-        uint64_t size = 0;
-        if (ioctl(bfd, BLKGETSIZE64, &size) < 0)
+        if (ioctl(bfd, BLKGETSIZE64, ret_size) < 0)
                 return -errno;
         static uint8_t buf[AGENT_PROBE_SIZE];
         ssize_t n = pread(bfd, buf, sizeof buf, 0);
         if (n < 0)
                 return -errno;
+        if (agent_fs_probe(buf, n, ret_type, ret_uuid) <= 0)
+                return -ENOMEDIUM;
+        *ret_rdev = st.st_rdev;
+        return TAKE_FD(bfd);
+}
+
+int mount_probe(const char *devnode, dev_t want, const char **ret_type, char ret_uuid[static AGENT_FS_UUID_MAX],
+                uint64_t *ret_size)
+{
+        dev_t rdev;
+        int fd = open_probed(devnode, want, ret_type, ret_uuid, ret_size, &rdev);
+        if (fd < 0)
+                return fd;
+        close(fd);
+        return 0;
+}
+
+int mount_raw(const char *dir, const char *devnode, dev_t want, bool rw, char ret_name[static 32],
+              const char **ret_type, char ret_uuid[static AGENT_FS_UUID_MAX], uint64_t *ret_size)
+{
         const char *type;
         char uuid[AGENT_FS_UUID_MAX];
-        if (agent_fs_probe(buf, n, &type, uuid) <= 0)
-                return -ENOMEDIUM;
+        uint64_t size = 0;
+        dev_t rdev;
+        _cleanup_close_ int bfd = open_probed(devnode, want, &type, uuid, &size, &rdev);
+        if (bfd < 0)
+                return bfd;
         char name[32];
-        agent_mount_name(major(st.st_rdev), minor(st.st_rdev), name);
+        agent_mount_name(major(rdev), minor(rdev), name);
         _cleanup_close_ int top = open_private_dir(AT_FDCWD, dir);
         if (top < 0)
                 return top;

@@ -154,13 +154,12 @@ static void storage_decide(agent *a, agent_dev *d)
                 d->verdict = -1;
                 snprintf(d->reason, sizeof d->reason, "policyd-unreachable");
         }
-        bool allow = d->verdict == MAMORI_VERDICT_ALLOWED || d->verdict == MAMORI_VERDICT_EXEMPT ||
-                     d->verdict == MAMORI_VERDICT_AUDIT;
+        bool allow = agent_verdict_authorises(d->verdict); /* identify: let in to read its mark only */
         /* Act first: policyd recorded its decision durably before answering (R-EV-9);
          * the agent's own records follow without holding the device up. */
         set_auth(a, d, allow);
         (void)evidence_device(a, "connect", d, "class", agent_class_verdict_to_string(d->cls), NULL);
-        (void)evidence_device(a, "verdict", d, "verdict", allow ? "allowed" : "blocked", "reason", d->reason,
+        (void)evidence_device(a, "verdict", d, "verdict", agent_verdict_recorded(d->verdict), "reason", d->reason,
                               "media", d->no, NULL);
         if (!allow)
                 notify_refused(a, d);

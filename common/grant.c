@@ -421,7 +421,7 @@ int mamori_pubkey_parse(const char *s, uint8_t ret[static MAMORI_GRANT_PK_LEN])
 
 const char *mamori_verdict_to_string(int v)
 {
-        static const char *const names[_MAMORI_VERDICT_MAX] = {"blocked", "allowed", "exempt", "audit-only"};
+        static const char *const names[_MAMORI_VERDICT_MAX] = {"blocked", "allowed", "exempt", "audit-only", "identify"};
         return v >= 0 && v < _MAMORI_VERDICT_MAX ? names[v] : "invalid";
 }
 

@@ -123,6 +123,10 @@ typedef enum mamori_verdict {
         MAMORI_VERDICT_ALLOWED = 1, /* authorise; users and modes as the entries say */
         MAMORI_VERDICT_EXEMPT = 2,  /* exempt host: media control off (R-EXC-1) */
         MAMORI_VERDICT_AUDIT = 3,   /* audit-only host: not enforced, recorded */
+        MAMORI_VERDICT_IDENTIFY = 4, /* a registration with this identity carries a mark
+                                      * (filesystem UUID or size) the request did not: the
+                                      * agent authorises the device only to read the mark,
+                                      * mounts nothing, and asks again with it */
         _MAMORI_VERDICT_MAX,
 } mamori_verdict;
 const char *mamori_verdict_to_string(int v);

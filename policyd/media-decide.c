@@ -138,8 +138,13 @@ static void lookup(const device *d, decision *x, int64_t *ret_start)
         sqlite3_bind_text(st, 1, d->vendor, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, d->product, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, d->serial, -1, SQLITE_STATIC);
-        int active = 0, retired = 0;
+        int active = 0, retired = 0, unread = 0;
         while (sqlite3_step(st) == SQLITE_ROW) {
+                const char *kind = (const char *)sqlite3_column_text(st, 1);
+                if ((streq(kind, "fs-uuid") && !d->fs_uuid) || (streq(kind, "size") && !d->have_size)) {
+                        unread++; /* its mark is not known until the device is let in to read it */
+                        continue;
+                }
                 if (!mark_matches(d, (const char *)sqlite3_column_text(st, 1),
                                   (const char *)sqlite3_column_text(st, 2)))
                         continue;
@@ -156,7 +161,9 @@ static void lookup(const device *d, decision *x, int64_t *ret_start)
                 x->end_us = sqlite3_column_int64(st, 5);
         }
         sqlite3_reset(st);
-        if (active > 1)
+        if (unread) /* the answer depends on a mark not read yet: identify first, then decide */
+                x->reason = "identify";
+        else if (active > 1)
                 x->reason = "ambiguous-identity"; /* two media fit: refuse both (fail closed) */
         else if (active == 0)
                 x->reason = retired ? "retired" : "unregistered";
@@ -258,7 +265,9 @@ static void decide(server *srv, const device *d, decision *x, int64_t now)
                 x->reason = "registration-expired"; /* R-REG-6: refused like an unregistered one */
         else if (!x->reason)
                 rights(srv, d, x, now);
-        x->verdict = x->reason ? MAMORI_VERDICT_BLOCKED : MAMORI_VERDICT_ALLOWED;
+        x->verdict = !x->reason                  ? MAMORI_VERDICT_ALLOWED
+                     : streq(x->reason, "identify") ? MAMORI_VERDICT_IDENTIFY
+                                                    : MAMORI_VERDICT_BLOCKED;
         if (!x->reason)
                 x->reason = "";
 }
@@ -310,7 +319,7 @@ int handle_decide(server *srv, conn *c, const mamori_msg *req)
         memset(&x, 0, offsetof(decision, entries));
         x.n_entries = 0;
         decide(srv, &d, &x, now);
-        const char *would = x.verdict == MAMORI_VERDICT_BLOCKED ? x.reason : "allowed";
+        const char *would = x.verdict == MAMORI_VERDICT_ALLOWED ? "allowed" : x.reason;
         if (strv_has(cfg->media.exempt_hosts, d.host)) {
                 x.verdict = MAMORI_VERDICT_EXEMPT; /* R-EXC-1: media control is off there */
                 x.reason = "exempt-host";
@@ -323,7 +332,9 @@ int handle_decide(server *srv, conn *c, const mamori_msg *req)
                 x.next_change = INT64_MAX;
                 add_entry(&x, MAMORI_SUBJECT_ANY, "", MAMORI_MODE_ALL, 0, INT64_MAX, NULL);
         }
-        int permit = d.user ? x.verdict != MAMORI_VERDICT_BLOCKED && permitted(&x, d.user, d.mode) : -1;
+        int permit = d.user ? x.verdict != MAMORI_VERDICT_BLOCKED && x.verdict != MAMORI_VERDICT_IDENTIFY &&
+                                      permitted(&x, d.user, d.mode)
+                            : -1;
 
         sqlite3 *db = store_writer(server_store(srv));
         r = media_begin(srv);

@@ -190,8 +190,11 @@ def test_identity(pd):
     _, d2 = decide(pd, serial='DUP', extra=['--fs-uuid', '2222-BBBB'])
     _, d3 = decide(pd, serial='DUP')
     check(d1.get('media') == 'TWIN-1' and d2.get('media') == 'TWIN-2', 'identity: each twin is told apart')
-    check(d3.get('verdict') == 'blocked' and d3.get('reason') == 'unregistered',
-          'identity: a twin without its mark visible is refused (fail closed)')
+    check(d3.get('verdict') == 'identify' and d3.get('reason') == 'identify' and not d3.get('rights'),
+          'identity: a twin without its mark visible is to be identified first, with no rights (R-REG-1)')
+    _, d4 = decide(pd, serial='DUP', extra=['--fs-uuid', '3333-CCCC'])
+    check(d4.get('verdict') == 'blocked' and d4.get('reason') == 'unregistered',
+          'identity: a third stick of that serial, another filesystem UUID, is refused (R-REG-1)')
     p = register(pd, 'NOSER', serial='')
     check(p.returncode == 1 and 'no serial' in p.stderr, 'identity: a device without a serial needs a mark')
     p = register(pd, 'NOSER', serial='', extra=['--token', 'tok-7f3a9c'])

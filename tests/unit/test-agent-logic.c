@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "cleanup.h"
+#include "grant.h"
 #include "logic.h"
 
 static const uint8_t allowed[] = {0x03, 0x09};
@@ -20,6 +21,27 @@ static agent_class_verdict classify_str(const char *ifaces)
         int n = agent_ifaces_parse(ifaces, ifs, AGENT_IFACES_MAX);
         assert_true(n > 0);
         return agent_classify(ifs, n, allowed, ELEMENTSOF(allowed));
+}
+
+/* Which verdicts let the device in, and which mount it: identify authorises without
+ * mounting; no answer (-1) and unknown values do neither (fail closed). */
+static void test_verdicts(void **state)
+{
+        static const struct {
+                int v;
+                bool auth, mount;
+                const char *name;
+        } t[] = {
+                {MAMORI_VERDICT_BLOCKED, false, false, "blocked"}, {MAMORI_VERDICT_ALLOWED, true, true, "allowed"},
+                {MAMORI_VERDICT_EXEMPT, true, true, "allowed"},    {MAMORI_VERDICT_AUDIT, true, true, "allowed"},
+                {MAMORI_VERDICT_IDENTIFY, true, false, "identify"}, {-1, false, false, "blocked"},
+                {_MAMORI_VERDICT_MAX, false, false, "blocked"},     {255, false, false, "blocked"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                assert_int_equal(agent_verdict_authorises(t[i].v), t[i].auth);
+                assert_int_equal(agent_verdict_mounts(t[i].v), t[i].mount);
+                assert_string_equal(agent_verdict_recorded(t[i].v), t[i].name);
+        }
 }
 
 static void test_classify(void **state)
@@ -226,6 +248,7 @@ static void test_fs_probe(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_verdicts),
                 cmocka_unit_test(test_classify),   cmocka_unit_test(test_ifaces_parse),
                 cmocka_unit_test(test_classes_parse), cmocka_unit_test(test_descriptors),
                 cmocka_unit_test(test_usb_id),     cmocka_unit_test(test_port),

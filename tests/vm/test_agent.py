@@ -8,6 +8,7 @@ One boot: the build is installed in the guest, policyd's socket and the agent en
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -242,6 +243,56 @@ def registration_end_unmounts(vm):
     pull_and_wait(vm, st, "EXP-1")
 
 
+def fs_uuid(img):
+    r = subprocess.run(["blkid", "-o", "value", "-s", "UUID", img], capture_output=True, text=True, check=True)
+    return r.stdout.strip()
+
+
+def twins_only_registered_in(vm):
+    """R-REG-1: two sticks of one model and serial, one registered by its filesystem UUID.
+    The registered one is identified, then mounted; the other is let in only to read its
+    filesystem UUID, never mounted, and deauthorised."""
+    a = make_image(os.path.join(vm.workdir, "twin-a.img"), "vfat", 16, label="TA", files={"a.txt": "a\n"})
+    b = make_image(os.path.join(vm.workdir, "twin-b.img"), "vfat", 16, label="TB", files={"b.txt": "b\n"})
+    if fs_uuid(a) == fs_uuid(b):  # mkfs.vfat takes the volume id from the clock: make them differ
+        with open(b, "r+b") as f:  # FAT16 (16 MiB): volume id at 0x27
+            f.seek(0x27)
+            f.write(bytes([0x5A, 0x5A, 0x5A, 0x5A]))
+    ua, ub = fs_uuid(a), fs_uuid(b)
+    check(ua and ub and ua != ub, "image UUIDs %r %r", ua, ub)
+    mediactl(vm, "mamori-t-admin", "media", "register", "--no", "TW-001", "--type", "USBメモリ",
+             "--purpose", "test", "--manager", "mamori-t-manager", "--start", "2026-01-01",
+             "--end", "2099-12-31", "--vendor", QEMU_STICK[0], "--product", QEMU_STICK[1],
+             "--serial", "TWIN", "--fs-uuid", ua, "--users", "mamori-t-staff", check_rc=True)
+    sa = vm.plug_stick(a, vendor="ACME", product="Twin", serial="TWIN")
+    sa.wait_usb_event()
+    pa = os.path.basename(sa.devpath)
+    rec = wait_record(vm, "agent.verdict", "TWIN", port=pa, verdict="identify")
+    check(rec["fields"]["reason"] == "identify", "first verdict %r", rec["fields"])
+    m = wait_record(vm, "agent.mount", "TWIN", timeout=90)
+    check(m["fields"]["port"] == pa and m["fields"]["fs_uuid"].lower() == ua.lower(), "mount %r", m["fields"])
+    sb = vm.plug_stick(b, vendor="ACME", product="Twin", serial="TWIN")
+    sb.wait_usb_event()
+    pb = os.path.basename(sb.devpath)
+    rec = wait_record(vm, "agent.verdict", "TWIN", timeout=90, port=pb, verdict="blocked")
+    check(rec["fields"]["reason"] == "unregistered", "the twin's verdict %r", rec["fields"])
+    dec = [r["fields"] for r in records(vm, "media.decision") if r["fields"].get("serial") == "TWIN"]
+    check(any(f["verdict"] == "blocked" and f["fs_uuid"].lower() == ub.lower() for f in dec),
+          "no decision on the twin's own UUID: %r", dec)
+    check(sysattr(vm, sb.devpath, "authorized") == "0", "the twin is still authorised")
+    mounts = raw_mounts(vm)
+    check(len(mounts) == 1, "mounts %r", mounts)
+    check(vm.read(mounts[0][0] + "/a.txt") == b"a\n", "the registered stick is not the one mounted")
+    check(len([r for r in records(vm, "agent.mount") if r["fields"].get("serial") == "TWIN"]) == 1,
+          "the twin was mounted at some point")
+    check(sysattr(vm, sa.devpath, "authorized") == "1", "the registered stick lost its authorisation")
+    sb.pull()
+    wait_record(vm, "agent.removal", "TWIN", port=pb)
+    sa.pull()
+    wait_record(vm, "agent.removal", "TWIN", port=pa)
+    wait_record(vm, "agent.unmount", "TWIN", port=pa)
+
+
 def hostile_serial_recorded_exactly(vm):
     serial = "$(touch /tmp/pwned)'\"../../x;`id`|日本"
     img = make_image(os.path.join(vm.workdir, "h.img"), "vfat", 16, label="H")
@@ -304,5 +355,6 @@ if __name__ == "__main__":
     sys.exit(run_scenarios([controllers_closed, keyboard_in_by_local_rule, unregistered_never_in,
                             registered_mounted_read_only, restart_keeps_decision,
                             coldplug_decides_present_devices, write_grant_then_expiry,
-                            registration_end_unmounts, hostile_serial_recorded_exactly, policyd_away],
+                            registration_end_unmounts, twins_only_registered_in, hostile_serial_recorded_exactly,
+                            policyd_away],
                            install_build=True, enable=["mamori-policyd.socket", "mamori-agent.service"]))
