@@ -295,6 +295,8 @@ static const struct {
         { "auth", "admin_unlock_time", 1, 604800 },
         { "auth", "totp_digits", 6, 8 },
         { "auth", "totp_window", 0, 10 },
+        /* R-IDLE-1: the idle lock's timeout. */
+        { "idle", "timeout", 5, 86400 },
 };
 
 /* Each bound is accepted, one below and one above are refused naming the range (R-EV-11). */
