@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The view's rights: policyd's decision for the medium (MEDIA_DECIDE, asked as root,
+ * the agent's role), the organisation keys, and what one caller may do now, by user
+ * name and the groups of getgrouplist (the same NSS view policyd decides with).
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "client.h"
+#include "log.h"
+#include "orgkeys.h"
+#include "view.h"
+
+#define POLICYD_TIMEOUT_S 5
+#define GROUPS_MAX 256
+
+const char *view_form_to_string(view_form f)
+{
+        static const char *const names[] = {"age-org", "plaintext", "age-passphrase", "none"};
+        return f >= 0 && f <= VIEW_FORM_NONE ? names[f] : "none";
+}
+
+view_form view_form_for(uint8_t modes)
+{
+        if (modes & MAMORI_MODE_WRITE_ENCRYPTED)
+                return VIEW_FORM_AGE_ORG;
+        if (modes & MAMORI_MODE_WRITE_PLAIN)
+                return VIEW_FORM_PLAIN;
+        if (modes & MAMORI_MODE_WRITE_PASSPHRASE)
+                return VIEW_FORM_PASSPHRASE;
+        return VIEW_FORM_NONE;
+}
+
+static int64_t now_us(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int ask(view *v, mamori_msg **ret)
+{
+        _cleanup_(mamori_msg_freep) mamori_msg *req = NULL;
+        int r = mamori_msg_new(MAMORI_MSG_MEDIA_DECIDE, 0, &req);
+        if (r < 0)
+                return r;
+        mamori_msg_put_str(req, MAMORI_F_DEV_VENDOR, v->vendor);
+        mamori_msg_put_str(req, MAMORI_F_DEV_PRODUCT, v->product);
+        mamori_msg_put_str(req, MAMORI_F_DEV_SERIAL, v->serial);
+        mamori_msg_put_str(req, MAMORI_F_DEV_PORT, v->port);
+        mamori_msg_put_str(req, MAMORI_F_HOST, v->host);
+        mamori_msg_put_str(req, MAMORI_F_DEV_KIND, "storage");
+        if (v->dev_size)
+                mamori_msg_put_u64(req, MAMORI_F_DEV_SIZE, v->dev_size);
+        if (v->fs_uuid && v->fs_uuid[0])
+                mamori_msg_put_str(req, MAMORI_F_DEV_FS_UUID, v->fs_uuid);
+        _cleanup_close_ int fd = mamori_client_connect(v->socket_path);
+        if (fd < 0)
+                return fd;
+        struct timeval tv = {.tv_sec = POLICYD_TIMEOUT_S};
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        return mamori_client_call(fd, req, ret);
+}
+
+/* Parses an answer into a fresh rights struct. Returns 0 or -EBADMSG. */
+static int parse(const mamori_msg *m, view_rights *ret)
+{
+        uint8_t verdict;
+        const char *no = "";
+        if (mamori_msg_get_u8(m, MAMORI_F_VERDICT, &verdict) < 0 || verdict >= _MAMORI_VERDICT_MAX)
+                return -EBADMSG;
+        (void)mamori_msg_get_str(m, MAMORI_F_MEDIA_NO, MAMORI_MEDIA_NO_MAX, &no);
+        ret->next_change = INT64_MAX;
+        if (mamori_msg_get_i64(m, MAMORI_F_NEXT_CHANGE, &ret->next_change) == -EBADMSG)
+                return -EBADMSG;
+        ret->verdict = verdict;
+        snprintf(ret->medium, sizeof ret->medium, "%s", no);
+        ret->n = 0;
+        for (size_t i = 0; i < m->n_fields; i++) {
+                if (m->fields[i].tag != MAMORI_F_ENTRY)
+                        continue;
+                if (ret->n == VIEW_ENTRIES_MAX) /* more rights than we keep: the rest are not granted (fail closed) */
+                        break;
+                if (mamori_entry_decode(m->fields[i].data, m->fields[i].len, &ret->entries[ret->n]) < 0)
+                        return -EBADMSG;
+                ret->n++;
+        }
+        return 0;
+}
+
+int view_rights_refresh(view *v)
+{
+        _cleanup_(mamori_msg_freep) mamori_msg *ans = NULL;
+        _cleanup_free_ view_rights *nr = calloc(1, sizeof *nr);
+        if (!nr)
+                return -ENOMEM;
+        nr->verdict = -1;
+        nr->next_change = INT64_MAX;
+        int r = ask(v, &ans);
+        if (r >= 0 && ans->status != MAMORI_OK)
+                r = log_warning_errno(EIO, "policyd refused the decision: %s", mamori_status_to_string(ans->status));
+        if (r >= 0)
+                r = parse(ans, nr);
+        if (r < 0) { /* no answer: nothing is allowed until one comes (fail closed) */
+                nr->verdict = -1;
+                nr->n = 0;
+                nr->next_change = INT64_MAX;
+        }
+        pthread_mutex_lock(&v->lock);
+        v->rights = *nr;
+        pthread_mutex_unlock(&v->lock);
+        return r;
+}
+
+int view_keys_load(view *v, bool identities)
+{
+        mamori_age_recipient rec;
+        int r = mamori_orgkeys_recipient(v->keys_dir, &rec);
+        pthread_mutex_lock(&v->lock);
+        if (r >= 0)
+                v->recipient = rec;
+        v->have_recipient = r >= 0; /* no recipient: encrypted output fails (fail closed) */
+        pthread_mutex_unlock(&v->lock);
+        if (r < 0)
+                log_error_errno(r, "No organisation recipient in %s: encrypted writes will fail: %m", v->keys_dir);
+        if (identities && !v->ids) {
+                int k = mamori_orgkeys_identities(v->keys_dir, &v->ids, &v->n_ids);
+                if (k < 0) /* encrypted files cannot be read (fail closed) */
+                        log_error_errno(k, "No organisation identities in %s: encrypted files cannot be read: %m",
+                                        v->keys_dir);
+                r = r < 0 ? r : k;
+        }
+        return r;
+}
+
+void view_medium(view *v, char ret[static MAMORI_MEDIA_NO_MAX + 1])
+{
+        pthread_mutex_lock(&v->lock);
+        snprintf(ret, MAMORI_MEDIA_NO_MAX + 1, "%s", v->rights.medium[0] ? v->rights.medium : v->medium_arg);
+        pthread_mutex_unlock(&v->lock);
+}
+
+/* True if the user name or one of the groups is entry's subject. */
+static bool entry_matches(const mamori_entry *e, const char *user, char groups[][MAMORI_NAME_MAX + 1], size_t n)
+{
+        if (e->kind == MAMORI_SUBJECT_ANY)
+                return true;
+        if (e->kind == MAMORI_SUBJECT_USER)
+                return streq(e->subject, user);
+        if (e->kind == MAMORI_SUBJECT_GROUP)
+                for (size_t i = 0; i < n; i++)
+                        if (streq(e->subject, groups[i]))
+                                return true;
+        return false;
+}
+
+/* The caller's groups' names. Returns the count, or -EACCES. */
+static int group_names(const struct passwd *pw, char ret[][MAMORI_NAME_MAX + 1], size_t max)
+{
+        gid_t gids[GROUPS_MAX];
+        int n = GROUPS_MAX;
+        if (getgrouplist(pw->pw_name, pw->pw_gid, gids, &n) < 0)
+                return -EACCES; /* more groups than we look at: decide nothing for them (fail closed) */
+        size_t k = 0;
+        for (int i = 0; i < n && k < max; i++) {
+                struct group gr, *res = NULL;
+                char buf[4096];
+                if (getgrgid_r(gids[i], &gr, buf, sizeof buf, &res) == 0 && res &&
+                    strlen(res->gr_name) <= MAMORI_NAME_MAX)
+                        snprintf(ret[k++], MAMORI_NAME_MAX + 1, "%s", res->gr_name);
+        }
+        return (int)k;
+}
+
+static uint8_t modes_for(view *v, const char *user, char groups[][MAMORI_NAME_MAX + 1], size_t n)
+{
+        uint8_t modes = 0;
+        int64_t now = now_us();
+        pthread_mutex_lock(&v->lock);
+        const view_rights *r = &v->rights;
+        if (r->verdict == MAMORI_VERDICT_EXEMPT || r->verdict == MAMORI_VERDICT_AUDIT)
+                modes = MAMORI_MODE_ALL; /* media control off or audit-only: not enforced (R-EXC-1) */
+        else if (r->verdict == MAMORI_VERDICT_ALLOWED)
+                for (size_t i = 0; i < r->n; i++) {
+                        const mamori_entry *e = &r->entries[i];
+                        /* once-only grants need GRANT_CONSUME, not built in the view: not used (fail closed) */
+                        if (e->once || e->until_us <= now || !entry_matches(e, user, groups, n))
+                                continue;
+                        modes |= e->modes;
+                }
+        pthread_mutex_unlock(&v->lock);
+        return modes;
+}
+
+int view_caller_get(view *v, view_caller *c)
+{
+        struct fuse_context *ctx = fuse_get_context();
+        return view_caller_fill(v, ctx->uid, ctx->gid, ctx->pid, c);
+}
+
+int view_caller_fill(view *v, uid_t uid, gid_t gid, pid_t pid, view_caller *c)
+{
+        *c = (view_caller){.uid = uid, .gid = gid, .pid = pid};
+        struct passwd pw, *res = NULL;
+        char buf[4096];
+        if (getpwuid_r(c->uid, &pw, buf, sizeof buf, &res) != 0 || !res || strlen(res->pw_name) > MAMORI_NAME_MAX)
+                return -EACCES; /* a caller without a name has no rights (fail closed) */
+        snprintf(c->name, sizeof c->name, "%s", res->pw_name);
+        char groups[64][MAMORI_NAME_MAX + 1];
+        int n = group_names(res, groups, ELEMENTSOF(groups));
+        if (n < 0)
+                return n;
+        c->modes = modes_for(v, c->name, groups, n);
+        return 0;
+}

@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * mamori-view: the FUSE media view of one registered medium (docs/design.md "Media
+ * view"). The raw filesystem is mounted root-only by the agent; the view serves it at
+ * a path users see and decides every operation by the caller's rights, which it asks
+ * policyd for itself (MEDIA_DECIDE). Files written are staged in a root-only
+ * directory, encrypted to the organisation recipient (or stored as plaintext only for
+ * a write-plain right without an encrypting one) when the writer closes them, recorded
+ * (EVIDENCE_SUBMIT, acknowledged), and only then renamed into place (R-OUT-1..3,
+ * R-EV-1, R-EV-2, R-EV-9).
+ *
+ * Files: view-main.c (arguments, start, the rights thread), view-rights.c (policyd's
+ * decision, the caller's modes), view-evidence.c (records), view-fs.c (names and the
+ * raw tree), view-node.c (staged files and their commit), view-ops.c (FUSE operations).
+ * The FUSE loop is single-threaded: operations never run concurrently, so nodes, the
+ * size cache and the policyd calls need no locks; only the rights (refreshed by a
+ * thread) are behind a mutex.
+ */
+#pragma once
+
+#define FUSE_USE_VERSION 31
+
+#include <fuse.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "age.h"
+#include "grant.h"
+
+#define VIEW_ENTRIES_MAX 256
+#define VIEW_SUFFIX ".age"
+#define VIEW_TEMP_PREFIX ".mamori-" /* reserved: temporary files on the medium */
+#define VIEW_NAME_MAX (NAME_MAX - 4) /* room for ".age" */
+
+/* policyd's answer for this medium. */
+typedef struct view_rights {
+        int verdict; /* mamori_verdict, or -1: no answer (nothing allowed) */
+        char medium[MAMORI_MEDIA_NO_MAX + 1];
+        int64_t next_change; /* µs, INT64_MAX none */
+        size_t n;
+        mamori_entry entries[VIEW_ENTRIES_MAX];
+} view_rights;
+
+typedef struct view_node view_node;
+
+typedef struct view {
+        int raw_fd, stage_fd;
+        const char *raw_dir, *mountpoint, *socket_path, *keys_dir;
+        char host[256];
+        const char *vendor, *product, *serial, *port, *fs_uuid, *medium_arg;
+        uint64_t dev_size;
+        pthread_mutex_t lock; /* rights and recipient */
+        view_rights rights;
+        mamori_age_recipient recipient;
+        bool have_recipient;
+        mamori_age_identity **ids;
+        size_t n_ids;
+        view_node *nodes;
+} view;
+
+/* Who is calling, and what they may do (filled once per operation). */
+typedef struct view_caller {
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+        char name[MAMORI_NAME_MAX + 1];
+        uint8_t modes; /* MAMORI_MODE_* bits held now */
+} view_caller;
+
+/* The form a write by this caller is stored in. */
+typedef enum view_form {
+        VIEW_FORM_AGE_ORG,
+        VIEW_FORM_PLAIN,
+        VIEW_FORM_PASSPHRASE, /* not built: refused */
+        VIEW_FORM_NONE,       /* no write right */
+} view_form;
+const char *view_form_to_string(view_form f);
+/* encrypted whenever write-encrypted is held (R-OUT-1); plaintext only for write-plain
+ * without it (R-OUT-3); passphrase-only is not built. */
+view_form view_form_for(uint8_t modes);
+
+/* view-rights.c */
+/* Asks policyd about the medium and stores the answer. Returns 0, or -errno (then the
+ * rights are cleared: nothing is allowed until an answer comes, fail closed). */
+int view_rights_refresh(view *v);
+/* Reads the recipient (and, once, the identities) from the keys directory. Returns 0 or
+ * -errno; a missing recipient leaves have_recipient false (encrypted writes fail). */
+int view_keys_load(view *v, bool identities);
+/* Fills c for the current FUSE request. Returns 0, or -EACCES when the caller's name
+ * cannot be resolved (nothing allowed: fail closed). */
+int view_caller_get(view *v, view_caller *c);
+/* The same for a given caller. */
+int view_caller_fill(view *v, uid_t uid, gid_t gid, pid_t pid, view_caller *c);
+/* The medium's management number as policyd last said it (copied). */
+void view_medium(view *v, char ret[static MAMORI_MEDIA_NO_MAX + 1]);
+
+/* view-evidence.c */
+/* The transfer facts of one record. */
+typedef struct view_transfer {
+        const char *file, *stored_name, *source_path, *reason;
+        uint64_t size;
+        bool output;
+        view_form form;
+} view_transfer;
+/* Submits "media.output"/"media.input" (refused: "<type>.refused" with reason) and waits
+ * for policyd's acknowledgement. Returns 0 once stored, or -EIO. */
+int view_evidence(view *v, const view_caller *c, const view_transfer *t, bool refused);
+/* True if policyd accepts connections now (reads are refused otherwise: R-EV-9). */
+bool view_policyd_reachable(view *v);
+/* Looks in /proc/<pid>/fd for a regular file open read-only named base, not under the
+ * view. Writes its path or "" to ret. */
+void view_source_path(view *v, pid_t pid, const char *base, char *ret, size_t size);
+
+/* view-fs.c */
+typedef enum view_kind {
+        VIEW_NONE,
+        VIEW_AGE,   /* stored as <name>.age */
+        VIEW_PLAIN, /* stored as <name> */
+        VIEW_DIR,
+} view_kind;
+typedef struct view_entry {
+        int dir_fd;                 /* the parent directory on the medium */
+        char base[NAME_MAX + 1];    /* the name the user sees */
+        char stored[NAME_MAX + 8];  /* the name on the medium ("" for VIEW_NONE) */
+        view_kind kind;
+        struct stat st;             /* of the stored file, when kind != VIEW_NONE */
+} view_entry;
+/* Checks a name the user gave: not empty, ".", "..", no '/', not reserved, fits with
+ * ".age". Returns 0 or -EINVAL (-ENAMETOOLONG). */
+int view_name_check(const char *base);
+/* Opens the parent of path (a FUSE path, "/a/b") beneath the raw mount without
+ * following any symlink, and looks the name up. Returns 0 (close e->dir_fd), -ENOENT,
+ * -ENOTDIR, -EINVAL for a refused name, or -errno. path "/" is refused (-EINVAL). */
+int view_lookup(view *v, const char *path, view_entry *e);
+/* Opens a directory of the view (path "/" is the root) beneath the raw mount. */
+int view_open_dir(view *v, const char *path);
+/* The plaintext size of a stored .age file (cached by inode, size and times). */
+int view_age_size(view *v, int dir_fd, const char *stored, const struct stat *st, uint64_t *ret);
+/* Opens an age reader on fd with the organisation identities. */
+int view_age_reader(view *v, int fd, mamori_age_reader **ret);
+/* Removes the stored copy of base in the other form after base was stored as kind. */
+void view_remove_other(int dir_fd, const char *base, view_kind kept);
+
+/* view-node.c: a file open for writing, staged in plaintext until committed. */
+struct view_node {
+        view_node *next;
+        char *path;       /* FUSE path; NULL once unlinked or replaced */
+        unsigned refs;
+        int stage_fd;
+        bool dirty;
+        bool failed;      /* a commit failed and the writer was told: not tried again at release */
+        uid_t uid;
+        pid_t pid;        /* the process that opened it (for source_path) */
+};
+view_node *view_node_find(view *v, const char *path);
+/* Opens (or shares) the node for path; loads the stored content unless truncate.
+ * Returns 0 or -errno. */
+int view_node_open(view *v, const char *path, const view_entry *e, bool truncate, const view_caller *c,
+                   view_node **ret);
+void view_node_unref(view *v, view_node *n);
+/* Encrypts (or copies) the staged file to a temporary name on the medium, records the
+ * transfer, then renames it into place. Returns 0, -EACCES (no write right now: a
+ * refusal record is made), -ENOSPC (temp removed), -EIO (not recorded: temp removed,
+ * R-EV-9), or -errno. */
+int view_node_commit(view *v, view_node *n, const view_caller *c);
+/* Renames nodes at from (or below it, for a directory) to to. */
+void view_nodes_rename(view *v, const char *from, const char *to);
+
+/* view-ops.c */
+extern const struct fuse_operations view_ops;

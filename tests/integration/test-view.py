@@ -1,0 +1,401 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""mamori-view, the FUSE media view, on the host: a real ext4 image on a loop device,
+raw-mounted as the agent does, served by the real mamori-view against a real policyd,
+used by the real test users with cp, rsync, mv, tar and an editor's save-by-rename.
+What lands on the medium is age ciphertext that `age -d` opens (R-OUT-1), plaintext
+only for a write-plain grant (R-OUT-3), nothing without a grant (R-OUT-2, refusal
+recorded), reads need the read right (R-IN-1), one record per file with every field
+(R-EV-1, R-EV-2), no file without its record when policyd is gone (R-EV-9), no
+program runs from the view (R-ATK-1)."""
+import errno
+import json
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from mamori_test import BUILD, Policyd, as_user, check, done  # noqa: E402
+
+VIEW = os.path.join(BUILD, 'agent', 'mamori-view')
+TOOL = os.path.join(BUILD, 'agent', 'mamori-agent-testtool')
+ADMIN, MANAGER, AUDITOR = 'mamori-t-admin', 'mamori-t-manager', 'mamori-t-auditor'
+STAFF, STAFF2 = 'mamori-t-staff', 'mamori-t-staff2'
+PASS = 'correct horse battery staple\n'
+MEDIUM, SERIAL = 'M-VIEW-1', 'SN-VIEW-1'
+FIELDS = ('user', 'uid', 'host', 'file', 'size', 'direction', 'form', 'via', 'source_path', 'stored_name',
+          'medium', 'vendor', 'product', 'serial', 'port')
+
+
+def run(argv, user=None, **kw):
+    return subprocess.run(as_user(user) + argv, capture_output=True, text=True, timeout=300, **kw)
+
+
+def records(pd, rtype):
+    p = pd.mediactl('log', '--type', rtype, '--format', 'json', '--limit', '10000', user=AUDITOR)
+    recs = json.loads(p.stdout) if p.stdout.strip() else []
+    return [r for r in recs if r['type'] == rtype]
+
+
+def file_records(pd, rtype, name):
+    return [r['fields'] for r in records(pd, rtype) if r['fields'].get('file') == name]
+
+
+def setup_policy(pd, tmp):
+    users = f'{STAFF},{STAFF2},{ADMIN}'
+    pd.mediactl('media', 'register', '--no', MEDIUM, '--type', 'USBメモリ', '--purpose', '資料搬送',
+                '--manager', MANAGER, '--start', '2026-01-01', '--end', '2099-12-31', '--vendor', '0781',
+                '--product', '5567', '--serial', SERIAL, '--users', users, user=ADMIN, check=True)
+    keys = os.path.join(tmp, 'mgr')
+    os.mkdir(keys, 0o700)
+    pw = pwd.getpwnam(MANAGER)
+    os.chown(keys, pw.pw_uid, pw.pw_gid)
+    key = os.path.join(keys, 'manager.key')
+    p = pd.mediactl('manager', 'keygen', '--key', key, '--passphrase-fd', '0', user=MANAGER, input=PASS)
+    pd.mediactl('manager', 'trust', p.stdout.strip(), '--name', MANAGER, check=True)
+    for user, mode in ((STAFF, 'write-encrypted'), (STAFF2, 'write-plain')):
+        pd.mediactl('grant', 'create', '--key', key, '--passphrase-fd', '0', '--media', MEDIUM, '--user', user,
+                    '--any-host', '--until', '+2h', '--mode', mode, user=MANAGER, input=PASS, check=True)
+
+
+def org_keys(tmp):
+    """The organisation key directory as common/orgkeys.h describes it."""
+    d = os.path.join(tmp, 'orgkeys')
+    os.mkdir(d, 0o700)
+    ids = os.path.join(d, 'identities')
+    subprocess.run(['age-keygen', '-o', ids], check=True, capture_output=True)
+    os.chmod(ids, 0o600)
+    pub = subprocess.run(['age-keygen', '-y', ids], check=True, capture_output=True, text=True).stdout.strip()
+    with open(os.path.join(d, 'recipient'), 'w') as f:
+        f.write(pub + '\n')
+    os.chmod(os.path.join(d, 'recipient'), 0o644)
+    return d, ids
+
+
+def mount_info(path):
+    with open('/proc/self/mountinfo') as f:
+        for line in f:
+            parts = line.split()
+            if parts[4] == path:
+                sep = parts.index('-')
+                return set(parts[5].split(',')), parts[sep + 1]
+    return None, None
+
+
+class View:
+    def __init__(self, pd, tmp, raw, keys):
+        self.mp = os.path.join(pd.tmp, 'view')
+        self.argv = [VIEW, '--raw', raw, '--mountpoint', self.mp, '--socket', pd.socket, '--keys-dir', keys,
+                     '--stage-dir', os.path.join(tmp, 'stage'), '--medium', MEDIUM, '--vendor', '0781',
+                     '--product', '5567', '--serial', SERIAL, '--port', '1-1']
+        self.log = open(os.path.join(tmp, 'view.log'), 'a')
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=self.log)
+        deadline = time.time() + 20
+        while time.time() < deadline and mount_info(self.mp)[0] is None:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f'mamori-view exited with {self.proc.returncode}')
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        subprocess.run(['umount', '-l', self.mp], capture_output=True)
+
+    def path(self, *p):
+        return os.path.join(self.mp, *p)
+
+
+def raw_files(raw):
+    out = []
+    for root, dirs, files in os.walk(raw):
+        out += [os.path.relpath(os.path.join(root, f), raw) for f in files]
+    return sorted(out)
+
+
+def age_open(ids, path):
+    return subprocess.run(['age', '-d', '-i', ids, path], capture_output=True).stdout
+
+
+def make_source(tmp, name, data, owner=STAFF):
+    d = os.path.join(tmp, 'src-' + owner)
+    os.makedirs(d, exist_ok=True)
+    pw = pwd.getpwnam(owner)
+    os.chown(d, pw.pw_uid, pw.pw_gid)
+    p = os.path.join(d, name)
+    with open(p, 'wb') as f:
+        f.write(data)
+    os.chown(p, pw.pw_uid, pw.pw_gid)
+    return p
+
+
+def test_basics(pd, v, raw, ids, tmp):
+    opts, fstype = mount_info(v.mp)
+    check(opts is not None and {'nosuid', 'nodev', 'noexec'} <= opts and fstype == 'fuse.mamori',
+          f'R-ATK-1: the view is mounted nosuid,nodev,noexec ({opts} {fstype})')
+    data = os.urandom(200_000)
+    src = make_source(tmp, 'report.txt', data)
+    p = run(['cp', src, v.path('report.txt')], user=STAFF)
+    check(p.returncode == 0, f'cp onto the view as a user with write-encrypted ({p.stderr.strip()})')
+    check('report.txt.age' in raw_files(raw) and 'report.txt' not in raw_files(raw),
+          'R-OUT-1: the medium holds report.txt.age, no plaintext')
+    check(age_open(ids, os.path.join(raw, 'report.txt.age')) == data,
+          'R-OUT-1: age -d -i identities opens it to the original bytes')
+    p = run(['stat', '-c', '%s %a', v.path('report.txt')], user=STAFF)
+    check(p.stdout.split() == [str(len(data)), '644'], f'the view shows report.txt, plaintext size, no x bits ({p.stdout})')
+    p = subprocess.run(as_user(STAFF) + ['cat', v.path('report.txt')], capture_output=True)
+    check(p.returncode == 0 and p.stdout == data, 'R-IN-1: a user with read reads it decrypted')
+    recs = file_records(pd, 'media.output', 'report.txt')
+    f = recs[0] if recs else {}
+    check(len(recs) == 1, f'R-EV-1: one media.output record for the file ({len(recs)})')
+    check(all(k in f for k in FIELDS) and f.get('user') == STAFF and f.get('size') == str(len(data))
+          and f.get('direction') == 'output' and f.get('form') == 'age-org' and f.get('via') == 'view'
+          and f.get('stored_name') == 'report.txt.age' and f.get('medium') == MEDIUM
+          and f.get('serial') == SERIAL and f.get('vendor') == '0781' and f.get('port') == '1-1'
+          and f.get('uid') == str(pwd.getpwnam(STAFF).pw_uid) and f.get('host'),
+          f'R-EV-1: the record has every field: {f}')
+    check(f.get('source_path') == src, f'R-EV-2: the original path is recorded ({f.get("source_path")})')
+    recs = file_records(pd, 'media.input', 'report.txt')
+    check(len(recs) == 1 and recs[0].get('form') == 'age-org' and recs[0].get('user') == STAFF
+          and recs[0].get('size') == str(len(data)),
+          f'R-EV-1: one media.input record for the read, not one per read() ({len(recs)})')
+
+
+def test_plain_and_refusals(pd, v, raw, tmp):
+    data = b'plain for the outside\n'
+    src = make_source(tmp, 'plain.txt', data, owner=STAFF2)
+    p = run(['cp', src, v.path('plain.txt')], user=STAFF2)
+    check(p.returncode == 0 and 'plain.txt' in raw_files(raw) and 'plain.txt.age' not in raw_files(raw),
+          f'R-OUT-3: write-plain alone stores plaintext ({p.stderr.strip()})')
+    with open(os.path.join(raw, 'plain.txt'), 'rb') as fh:
+        check(fh.read() == data, 'R-OUT-3: the plaintext is the original bytes')
+    recs = file_records(pd, 'media.output', 'plain.txt')
+    check(len(recs) == 1 and recs[0].get('form') == 'plaintext' and recs[0].get('user') == STAFF2,
+          'R-EV-1: the plaintext output is recorded as plaintext')
+    # read-only user (listed on the medium, no output grant)
+    src = make_source(tmp, 'nope.txt', b'not allowed\n', owner=ADMIN)
+    p = run(['cp', src, v.path('nope.txt')], user=ADMIN)
+    check(p.returncode != 0 and 'Permission denied' in p.stderr,
+          f'R-OUT-2: no output grant: EACCES ({p.stderr.strip()})')
+    check(not any(n.startswith('nope') for n in raw_files(raw)), 'R-OUT-2: nothing reached the medium')
+    recs = file_records(pd, 'media.output.refused', 'nope.txt')
+    check(len(recs) >= 1 and recs[0].get('user') == ADMIN and recs[0].get('reason') == 'no-write-right',
+          f'R-OUT-2: the refusal is an evidence record ({recs[:1]})')
+    p = run(['sh', '-c', f'cat {v.path("report.txt")} > /dev/null'], user=ADMIN)
+    check(p.returncode == 0, 'R-IN-1: a listed user reads (input_rule registered)')
+    p = run(['ls', v.mp], user=AUDITOR)
+    check(p.returncode != 0 and 'Permission denied' in p.stderr, 'R-IN-1: a user not on the medium sees nothing')
+    p = run(['sh', '-c', f'cat {v.path("report.txt")} > /dev/null'], user=AUDITOR)
+    check(p.returncode != 0, 'R-IN-1: a user not on the medium reads nothing')
+
+
+def test_tools(pd, v, raw, ids, tmp):
+    src = os.path.join(tmp, 'src-' + STAFF)
+    tree = os.path.join(src, 'tree')
+    os.makedirs(os.path.join(tree, 'sub'), exist_ok=True)
+    contents = {'a.txt': b'alpha\n' * 1000, 'sub/b.bin': os.urandom(70_000), 'sub/c': b''}
+    for k, d in contents.items():
+        with open(os.path.join(tree, k), 'wb') as f:
+            f.write(d)
+    run(['chown', '-R', STAFF, src])
+    p = run(['rsync', '-r', '--times', tree + '/', v.path('rs') + '/'], user=STAFF)
+    ok = p.returncode == 0
+    for k, d in contents.items():
+        ok = ok and age_open(ids, os.path.join(raw, 'rs', k + '.age')) == d
+    check(ok, f'rsync -r onto the view: every file encrypted, opens to the original ({p.stderr.strip()[:200]})')
+    check(not any('.mamori-' in n for n in raw_files(raw)), 'no temporary file left on the medium')
+    tarball = os.path.join(src, 't.tar')
+    subprocess.run(['tar', '-cf', tarball, '-C', tree, '.'], check=True)
+    os.chmod(tarball, 0o644)
+    run(['mkdir', v.path('tx')], user=STAFF)
+    p = run(['tar', '-xf', tarball, '-C', v.path('tx')], user=STAFF)
+    ok = p.returncode == 0
+    for k, d in contents.items():
+        ok = ok and age_open(ids, os.path.join(raw, 'tx', k + '.age')) == d
+    check(ok, f'tar -x onto the view ({p.stderr.strip()[:200]})')
+    p = run(['diff', '-r', tree, v.path('tx')], user=STAFF)
+    check(p.returncode == 0, f'the extracted tree reads back identical through the view ({p.stdout[:200]})')
+    # mv in (another filesystem: copy, then remove the source) and out
+    mvsrc = make_source(tmp, 'moved.txt', b'moved in\n')
+    p = run(['mv', mvsrc, v.path('moved.txt')], user=STAFF)
+    check(p.returncode == 0 and not os.path.exists(mvsrc) and 'moved.txt.age' in raw_files(raw),
+          f'mv into the view ({p.stderr.strip()})')
+    out = os.path.join(src, 'out')
+    os.makedirs(out, exist_ok=True)
+    run(['chown', STAFF, out])
+    p = run(['mv', v.path('moved.txt'), out + '/'], user=STAFF)
+    with open(os.path.join(out, 'moved.txt'), 'rb') as f:
+        back = f.read()
+    check(p.returncode == 0 and back == b'moved in\n' and 'moved.txt.age' not in raw_files(raw),
+          f'mv out of the view: decrypted there, gone from the medium ({p.stderr.strip()})')
+    check(len(file_records(pd, 'media.input', 'moved.txt')) == 1, 'R-EV-1: moving out is one input record')
+    p = run(['mv', v.path('tx', 'a.txt'), v.path('tx', 'renamed.txt')], user=STAFF)
+    check(p.returncode == 0 and 'tx/renamed.txt.age' in raw_files(raw) and 'tx/a.txt.age' not in raw_files(raw),
+          'rename inside the view keeps the file encrypted under its new name')
+    # editor's save-by-rename: write a temporary file, fsync, close, rename over the original
+    editor = ('import os,sys\nd=sys.argv[1]\nt=os.path.join(d,".doc.txt.swp")\n'
+              'f=open(t,"wb"); f.write(b"version 2\\n"*100); f.flush(); os.fsync(f.fileno()); f.close()\n'
+              'os.rename(t, os.path.join(d,"doc.txt"))\n')
+    run(['sh', '-c', f'echo version 1 > {v.path("doc.txt")}'], user=STAFF)
+    p = run(['python3', '-c', editor, v.mp], user=STAFF)
+    with open(os.path.join(raw, 'doc.txt.age'), 'rb'):
+        pass
+    check(p.returncode == 0 and age_open(ids, os.path.join(raw, 'doc.txt.age')) == b'version 2\n' * 100
+          and '.doc.txt.swp.age' not in raw_files(raw), f'editor save-by-rename ({p.stderr.strip()})')
+    # in-place edit: append and truncate
+    p = run(['sh', '-c', f'echo more >> {v.path("doc.txt")} && truncate -s 10 {v.path("doc.txt")}'], user=STAFF)
+    check(p.returncode == 0 and age_open(ids, os.path.join(raw, 'doc.txt.age')) == b'version 2\n',
+          f'append and truncate in place ({p.stderr.strip()})')
+    p = run(['sh', '-c', f'mkdir {v.path("d1")} && rmdir {v.path("d1")} && rm {v.path("doc.txt")}'], user=STAFF)
+    check(p.returncode == 0 and 'doc.txt.age' not in raw_files(raw), 'mkdir, rmdir, rm')
+    p = run(['df', v.mp], user=STAFF)
+    check(p.returncode == 0, 'statfs (df) works')
+
+
+def test_two_users(pd, v, raw, ids, tmp):
+    d1, d2 = os.urandom(3_000_000), os.urandom(3_000_000)
+    s1, s2 = make_source(tmp, 'one.bin', d1), make_source(tmp, 'two.bin', d2, owner=STAFF2)
+    p1 = subprocess.Popen(as_user(STAFF) + ['cp', s1, v.path('one.bin')], stderr=subprocess.PIPE)
+    p2 = subprocess.Popen(as_user(STAFF2) + ['cp', s2, v.path('two.bin')], stderr=subprocess.PIPE)
+    r1, r2 = p1.wait(120), p2.wait(120)
+    with open(os.path.join(raw, 'two.bin'), 'rb') as f:
+        plain2 = f.read()
+    check(r1 == 0 and r2 == 0 and age_open(ids, os.path.join(raw, 'one.bin.age')) == d1 and plain2 == d2,
+          'two users at once with different grants: one encrypted, one plaintext (R-OUT-1, R-OUT-3)')
+
+
+def test_attack(pd, v, raw, tmp):
+    p = run(['sh', '-c', f'printf "#!/bin/sh\\necho ran\\n" > {v.path("tool.sh")} && chmod +x {v.path("tool.sh")}; '
+             f'{v.path("tool.sh")}'], user=STAFF)
+    check(p.returncode != 0 and 'ran' not in p.stdout, f'R-ATK-1: a script on the view does not run ({p.stderr.strip()})')
+    p = run(['chmod', 'u+s', v.path('report.txt')], user=STAFF)
+    check(p.returncode != 0, 'R-ATK-1: no set-id bit')
+    for argv, what in ((['ln', '-s', '/etc/passwd', v.path('l')], 'symlink'),
+                       (['ln', v.path('report.txt'), v.path('h')], 'hard link'),
+                       (['mkfifo', v.path('f')], 'fifo')):
+        p = run(argv, user=STAFF)
+        check(p.returncode != 0, f'R-ATK-1: no {what} on the view')
+    p = run(['touch', v.path('.mamori-x.tmp')], user=STAFF)
+    check(p.returncode != 0, 'the view\'s reserved names are refused')
+    os.symlink('/etc', os.path.join(raw, 'escape'))
+    p = run(['cat', v.path('escape', 'hostname')], user=STAFF)
+    check(p.returncode != 0, 'a symlink planted on the medium is not followed out of it')
+    os.unlink(os.path.join(raw, 'escape'))
+
+
+def test_policyd_down(pd, v, raw, tmp):
+    """R-EV-9: policyd stopped mid-copy: the writer gets an error, nothing stays."""
+    script = ('import os,sys,time\nf=open(sys.argv[1],"wb")\nf.write(os.urandom(1<<20))\n'
+              'open(sys.argv[2],"w").close()\ntime.sleep(3)\nf.write(b"x")\n'
+              'try:\n    f.close()\n    print("closed")\nexcept OSError as e:\n    print("error", e.errno)\n')
+    flag = os.path.join(tmp, 'flag')
+    open(flag, 'w').close()
+    os.chmod(flag, 0o666)
+    os.unlink(flag)
+    os.chmod(tmp, 0o777)
+    proc = subprocess.Popen(as_user(STAFF) + ['python3', '-c', script, v.path('late.bin'), flag],
+                            stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not os.path.exists(flag) and time.time() < deadline:
+        time.sleep(0.05)
+    pd.stop()
+    out = proc.communicate(timeout=60)[0].strip()
+    check(out == f'error {errno.EIO}', f'R-EV-9: policyd gone mid-copy: close fails with EIO ({out})')
+    left = [n for n in raw_files(raw) if n.startswith('late') or '.mamori-' in n]
+    check(not left, f'R-EV-9: no file and no temporary file stayed on the medium ({left})')
+    p = run(['sh', '-c', f'cat {v.path("report.txt")} > /dev/null'], user=STAFF)
+    check(p.returncode != 0, 'R-EV-9: reading is refused while the input cannot be recorded')
+    pd.start()
+
+
+def test_full(pd, v, raw, tmp):
+    free = os.statvfs(raw)
+    size = free.f_bfree * free.f_frsize + (2 << 20)
+    src = make_source(tmp, 'huge.bin', b'')
+    with open(src, 'wb') as f:
+        f.truncate(size)
+    p = run(['cp', src, v.path('huge.bin')], user=STAFF)
+    check(p.returncode != 0 and 'No space left' in p.stderr, f'medium full: the writer gets ENOSPC ({p.stderr.strip()})')
+    left = [n for n in raw_files(raw) if n.startswith('huge') or '.mamori-' in n]
+    check(not left, f'medium full: no partial file and no temporary file left ({left})')
+    os.unlink(src)
+
+
+def test_only_ciphertext(raw, ids):
+    plain_ok = {'plain.txt', 'two.bin'}  # staff2's write-plain outputs
+    bad = [n for n in raw_files(raw) if not n.endswith('.age') and n not in plain_ok]
+    check(not bad, f'R-OUT-1: the raw medium holds only .age files besides the write-plain ones ({bad})')
+    broken = [n for n in raw_files(raw) if n.endswith('.age')
+              and subprocess.run(['age', '-d', '-i', ids, '-o', '/dev/null', os.path.join(raw, n)]).returncode]
+    check(not broken, f'R-OUT-1: every .age file opens with the organisation identity ({broken})')
+
+
+def main():
+    if os.geteuid() != 0:
+        print('1..0 # SKIP needs root')
+        sys.exit(77)
+    if not os.path.exists(VIEW) or not os.path.exists('/dev/fuse') or not shutil.which('age'):
+        print('1..0 # SKIP no mamori-view, /dev/fuse or age')
+        sys.exit(77)
+    tmp = tempfile.mkdtemp(prefix='mamori-view-')
+    os.chmod(tmp, 0o755)
+    loop = mdir = name = None
+    v = None
+    try:
+        with Policyd() as pd:
+            setup_policy(pd, tmp)
+            keys, ids = org_keys(tmp)
+            img = os.path.join(tmp, 'stick.img')
+            with open(img, 'wb') as f:
+                f.truncate(48 << 20)
+            # ext4: this host's kernel has no vfat (the VM scenario uses a vfat stick)
+            subprocess.run(['mkfs.ext4', '-q', '-F', '-m', '0', img], check=True, capture_output=True)
+            loop = subprocess.run(['losetup', '-f', '--show', img], capture_output=True, text=True,
+                                  check=True).stdout.strip()
+            mdir = os.path.join(tmp, 'raw')
+            p = subprocess.run([TOOL, 'mount', mdir, loop, 'rw'], capture_output=True, text=True, check=True)
+            name = p.stdout.split()[0]
+            raw = os.path.join(mdir, name)
+            v = View(pd, tmp, raw, keys)
+            v.start()
+            test_basics(pd, v, raw, ids, tmp)
+            test_plain_and_refusals(pd, v, raw, tmp)
+            test_tools(pd, v, raw, ids, tmp)
+            test_two_users(pd, v, raw, ids, tmp)
+            test_attack(pd, v, raw, tmp)
+            test_policyd_down(pd, v, raw, tmp)
+            test_full(pd, v, raw, tmp)
+            test_only_ciphertext(raw, ids)
+            v.proc.send_signal(signal.SIGTERM)
+            rc = v.proc.wait(20)
+            check(rc == 0 and mount_info(v.mp)[0] is None, 'SIGTERM: the view unmounts and exits')
+    finally:
+        if v:
+            v.stop()
+            with open(os.path.join(tmp, 'view.log')) as f:
+                log = f.read()
+            if log.strip():
+                sys.stderr.write('--- mamori-view log ---\n' + log[-6000:])
+        if name:
+            subprocess.run([TOOL, 'release', mdir, name])
+        if loop:
+            subprocess.run(['losetup', '-d', loop])
+        shutil.rmtree(tmp, ignore_errors=True)
+    done()
+
+
+main()
