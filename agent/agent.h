@@ -38,6 +38,8 @@ typedef struct agent_dev {
         char mount_name[32];
         sd_event_source *timer;
         struct agent *agent;
+        pid_t view_pid;         /* mamori-view serving the mount, 0 none */
+        char view_mp[256];      /* its mount point */
 } agent_dev;
 
 typedef struct agent {
@@ -102,6 +104,22 @@ int mount_raw_release(const char *dir, const char *name);
  * -ENODEV (not the device want names) or -errno. */
 int mount_probe(const char *devnode, dev_t want, const char **ret_type, char ret_uuid[static AGENT_FS_UUID_MAX],
                 uint64_t *ret_size);
+
+/* view-spawn.c: the FUSE media view (agent/view.h) */
+#define AGENT_VIEW_DIR "/media/mamori"
+#define AGENT_VIEW_NAME_MAX 80
+extern const char *agent_view_path; /* MAMORI_VIEW_PATH; the test tool runs the build tree's */
+/* The view's directory name: the management number with '/' and control characters
+ * as '_'; fallback ("<major>-<minor>") for an empty, hidden or too long one. Returns 0,
+ * or 1 when fallback was used. */
+int agent_view_dirname(const char *no, const char *fallback, char ret[static AGENT_VIEW_NAME_MAX]);
+/* Starts mamori-view for dev's raw mount. Returns 0 or -errno (then nothing is served:
+ * the medium stays reachable to root only). */
+int view_spawn(agent *a, agent_dev *dev);
+/* Stops dev's view (SIGTERM, wait, SIGKILL) and detaches its mount. */
+void view_stop(agent *a, agent_dev *dev);
+/* Forwards the agent's reload (SIGHUP): the view asks policyd again. */
+void view_reload(agent_dev *dev);
 
 /* evidence.c */
 /* Records an "agent.<what>" event with the device's identity and port, then NULL-ended

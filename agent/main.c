@@ -188,6 +188,8 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
         for (size_t i = 0; i < AGENT_DEVICES_MAX; i++)
                 if (a->devs[i].used && a->devs[i].cls == AGENT_STORAGE && a->devs[i].serial_ok)
                         decide_again(a, &a->devs[i]);
+        for (size_t i = 0; i < AGENT_DEVICES_MAX; i++)
+                view_reload(&a->devs[i]); /* the media views ask policyd again too */
         return 0;
 }
 

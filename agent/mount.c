@@ -143,11 +143,13 @@ int mount_block(agent *a, agent_dev *dev, struct udev_device *blk)
         dev->block = udev_device_get_devnum(blk);
         (void)evidence_device(a, "mount", dev, "fs_type", type, "fs_uuid", dev->block_uuid, "mount_name",
                               dev->mount_name, "mode", dev->may_write ? "rw" : "ro", NULL);
+        (void)view_spawn(a, dev); /* no view: users reach nothing, root only (fail closed) */
         return 0;
 }
 
 int mount_release(agent *a, agent_dev *dev)
 {
+        view_stop(a, dev); /* the view first: it holds the raw mount open */
         int r = mount_raw_release(a->mount_dir, dev->mount_name);
         if (r < 0)
                 log_error_errno(r, "Cannot unmount %s/%s: %m", a->mount_dir, dev->mount_name);

@@ -6,12 +6,15 @@
  *   spool-depth DIR             print the number of records waiting
  *   mount DIR DEVNODE ro|rw     mount as the agent does; prints name, type, uuid, size
  *   release DIR NAME            unmount and remove the mount point
+ *   view DIR NAME NO SOCKET KEYS   start mamori-view on DIR/NAME as the agent does, print
+ *                               its mount point, stop it (as the agent does) at EOF on stdin
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 
 #include "agent.h"
@@ -41,6 +44,38 @@ static int spool_append(const char *dir, const char *count, const char *type)
         return r < 0 ? log_error_errno(r, "append: %m") : 0;
 }
 
+/* The agent's view_spawn/view_stop for a raw mount made by "mount". */
+static int view(char *argv[])
+{
+        static agent a = {.policyd_fd = -1};
+        static agent_dev d = {.used = true};
+        a.mount_dir = argv[2];
+        a.socket_path = argv[5];
+        if (mamori_config_new_default(&a.cfg) < 0)
+                return 1;
+        free(a.cfg->crypto.keys_dir);
+        a.cfg->crypto.keys_dir = strdup(argv[6]);
+        unsigned maj, min;
+        if (sscanf(argv[3], "%u-%u", &maj, &min) != 2)
+                return 2;
+        d.block = makedev(maj, min);
+        snprintf(d.mount_name, sizeof d.mount_name, "%s", argv[3]);
+        snprintf(d.no, sizeof d.no, "%s", argv[4]);
+        snprintf(d.vendor, sizeof d.vendor, "0781");
+        snprintf(d.product, sizeof d.product, "5567");
+        snprintf(d.serial, sizeof d.serial, "SN-VIEW-1");
+        snprintf(d.port, sizeof d.port, "1-1");
+        if (view_spawn(&a, &d) < 0)
+                return 1;
+        printf("%s\n", d.view_mp);
+        fflush(stdout);
+        char buf[64];
+        while (fread(buf, 1, sizeof buf, stdin) > 0)
+                ;
+        view_stop(&a, &d);
+        return 0;
+}
+
 int main(int argc, char *argv[])
 {
         mamori_log_open("mamori-agent-testtool", 0);
@@ -66,6 +101,10 @@ int main(int argc, char *argv[])
         }
         if (argc == 4 && streq(argv[1], "release"))
                 return mount_raw_release(argv[2], argv[3]) < 0;
+        if (argc == 7 && streq(argv[1], "view")) {
+                agent_view_path = getenv("MAMORI_VIEW_BINARY") ?: agent_view_path;
+                return view(argv);
+        }
         fputs("usage: see the comment in agent/testtool.c\n", stderr);
         return 2;
 }

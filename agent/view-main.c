@@ -84,6 +84,12 @@ static int parse_args(int argc, char *argv[], view *v, const char **stage)
 /* Opens (creating 0700) a root-only directory, checked on the descriptor. */
 static int private_dir(const char *path)
 {
+        _cleanup_free_ char *parent = strdup(path);
+        char *slash = parent ? strrchr(parent, '/') : NULL;
+        if (slash && slash != parent) { /* the agent's state directory, if the unit did not make it */
+                *slash = 0;
+                (void)mkdir(parent, 0700);
+        }
         if (mkdir(path, 0700) < 0 && errno != EEXIST)
                 return -errno;
         int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

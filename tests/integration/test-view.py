@@ -344,6 +344,31 @@ def test_only_ciphertext(raw, ids):
     check(not broken, f'R-OUT-1: every .age file opens with the organisation identity ({broken})')
 
 
+def test_agent_spawn(pd, tmp, mdir, name, keys):
+    """The agent's own start and stop of the view (agent/view-spawn.c, through the test tool)."""
+    env = dict(os.environ, MAMORI_VIEW_BINARY=VIEW)
+    for no, want in ((MEDIUM, '/media/mamori/' + MEDIUM), ('a/../b', '/media/mamori/a_.._b'),
+                     ('.hidden', '/media/mamori/' + name)):
+        p = subprocess.Popen([TOOL, 'view', mdir, name, no, pd.socket, keys], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=env)
+        mp = p.stdout.readline().strip()
+        deadline = time.time() + 20
+        while time.time() < deadline and mount_info(mp)[0] is None:
+            time.sleep(0.05)
+        opts, fstype = mount_info(mp)
+        check(mp == want and fstype == 'fuse.mamori' and {'nosuid', 'nodev', 'noexec'} <= (opts or set()),
+              f'agent: the view of {no!r} is served at {want} ({mp} {fstype})')
+        if no == MEDIUM:
+            src = make_source(tmp, 'agent.txt', b'through the agent\n')
+            c = run(['cp', src, os.path.join(mp, 'agent.txt')], user=STAFF)
+            check(c.returncode == 0 and os.path.exists(os.path.join(mdir, name, 'agent.txt.age')),
+                  f'agent: a copy through the spawned view lands encrypted ({c.stderr.strip()})')
+        p.stdin.close()
+        rc = p.wait(30)
+        check(rc == 0 and mount_info(mp)[0] is None and not os.path.exists(mp),
+              'agent: stopping the view unmounts it and removes the mount point')
+
+
 def main():
     if os.geteuid() != 0:
         print('1..0 # SKIP needs root')
@@ -383,6 +408,7 @@ def main():
             v.proc.send_signal(signal.SIGTERM)
             rc = v.proc.wait(20)
             check(rc == 0 and mount_info(v.mp)[0] is None, 'SIGTERM: the view unmounts and exits')
+            test_agent_spawn(pd, tmp, mdir, name, keys)
     finally:
         if v:
             v.stop()
