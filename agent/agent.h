@@ -15,6 +15,7 @@
 #include "config.h"
 #include "logic.h"
 #include "spool.h"
+#include "wire.h"
 
 #define AGENT_DEVICES_MAX 256
 
@@ -53,6 +54,10 @@ typedef struct agent {
         size_t n_classes;
         agent_spool *spool;
         int policyd_fd;         /* -1 when not connected */
+        sd_event_source *watch; /* watch.c: policyd's change reports; NULL when not connected */
+        int watch_fd;           /* -1 when not connected */
+        mamori_reader watch_rd;
+        bool watch_missed;      /* a watch connection was lost: decide again on the next */
         bool ready, policyd_down, quiet;
         sd_event_source *retry;
         agent_dev devs[AGENT_DEVICES_MAX];
@@ -86,6 +91,16 @@ void decide_again(agent *a, agent_dev *dev);
 /* Connects to policyd if needed. Returns the fd or -errno. */
 int policyd_fd(agent *a);
 void policyd_drop(agent *a);
+
+/* watch.c */
+/* Opens the watch connection if it is not open: policyd reports changes of the ledger,
+ * grants and keys on it, and the agent decides every storage device again. After a
+ * lost connection, reconnecting decides again too. Returns 0 or -errno (retried). */
+int watch_connect(agent *a);
+void watch_close(agent *a);
+/* Asks policyd again about every storage device and acts on changed answers; the
+ * media views ask again for their rights. */
+void agent_decide_storage_again(agent *a);
 
 /* mount.c */
 /* Mounts the block device under mount_dir/<major>-<minor>, nosuid,nodev,noexec, rw only

@@ -143,6 +143,8 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata)
 {
         agent *a = userdata;
         (void)evidence_flush(a);
+        if (!a->policyd_down)
+                (void)watch_connect(a); /* failing: the next retry tries again */
         for (size_t i = 0; i < AGENT_DEVICES_MAX && !a->policyd_down; i++) {
                 agent_dev *d = &a->devs[i];
                 if (!d->used || d->cls != AGENT_STORAGE || d->verdict >= 0 || !streq(d->reason, "policyd-unreachable"))
@@ -179,17 +181,13 @@ static void release_all(agent *a)
                         (void)mount_release(a, &a->devs[i]);
 }
 
-/* SIGHUP ("systemctl reload"): ask policyd again about every storage device, e.g. after
- * a grant was made or revoked (policyd does not push changes to the agent yet). */
+/* SIGHUP ("systemctl reload"): ask policyd again about every storage device. policyd
+ * reports its changes on the watch connection (watch.c); this is for everything else. */
 static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
         agent *a = userdata;
         log_info("Reload: deciding every storage device again.");
-        for (size_t i = 0; i < AGENT_DEVICES_MAX; i++)
-                if (a->devs[i].used && a->devs[i].cls == AGENT_STORAGE && a->devs[i].serial_ok)
-                        decide_again(a, &a->devs[i]);
-        for (size_t i = 0; i < AGENT_DEVICES_MAX; i++)
-                view_reload(&a->devs[i]); /* the media views ask policyd again too */
+        agent_decide_storage_again(a);
         return 0;
 }
 
@@ -292,6 +290,12 @@ static int run(agent *a)
         log_info("authorized_default=0 on %d USB controllers.", r);
         release_stale(a);
         (void)evidence_flush(a);
+        /* Hear changes before deciding: one made during coldplug is then reported too. */
+        r = watch_connect(a);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot hear policyd's changes yet (%m); retrying.");
+                a->watch_missed = true; /* connected later: decide everything again then */
+        }
         if ((r = coldplug(a, "usb")) < 0 || (r = coldplug(a, "block")) < 0)
                 return log_error_errno(r, "Coldplug failed: %m");
         r = sd_event_add_time_relative(a->event, &a->retry, CLOCK_MONOTONIC, RETRY_US, 100000, on_retry, a);
@@ -310,7 +314,7 @@ int main(int argc, char *argv[])
 {
         mamori_log_open("mamori-agent", getenv("JOURNAL_STREAM") != NULL);
         (void)prctl(PR_SET_DUMPABLE, 0);
-        static agent a = {.policyd_fd = -1, .mount_dir = "/run/mamori-agent/raw", .status_dir = "/run/mamori-agent"};
+        static agent a = {.policyd_fd = -1, .watch_fd = -1, .mount_dir = "/run/mamori-agent/raw", .status_dir = "/run/mamori-agent"};
         opts o = {.config = MAMORI_CONFIG_PATH, .spool_dir = "/var/lib/mamori-agent", .classes = DEFAULT_CLASSES,
                   .spool_max = AGENT_SPOOL_MAX_DEFAULT};
         if (parse_args(argc, argv, &a, &o) < 0) {

@@ -61,6 +61,8 @@ typedef enum mamori_msg_type {
         MAMORI_MSG_GRANT_REVOKE = 57,     /* manager: a signed revocation */
         MAMORI_MSG_GRANT_LIST = 58,       /* readers: one MORE per grant, then OK */
         MAMORI_MSG_MANAGER_UNTRUST = 59,  /* root */
+        MAMORI_MSG_MEDIA_WATCH = 60,      /* agent: tell me on this connection when decisions may change */
+        MAMORI_MSG_MEDIA_CHANGED = 61,    /* policyd to a watcher, unasked: decide your media again */
         /* 96-127: authentication (policyd/auth.c, pam_mamori, mediactl user) */
         MAMORI_MSG_AUTH_PREAUTH = 96,     /* lock check + reserve one attempt */
         MAMORI_MSG_AUTH_FAIL = 97,        /* the password was wrong */

@@ -73,6 +73,8 @@ static int set_trust(server *srv, conn *c, const mamori_msg *req, bool trust)
                 return conn_reply(c, req->type, MAMORI_E_STORAGE, "could not be stored");
         }
         (void)media_exec(db, "RELEASE trust");
+        if (changed)
+                server_media_changed(srv); /* grants by that key start or stop counting */
         if (!changed)
                 return conn_reply(c, req->type, MAMORI_E_NOT_FOUND, "that key is not trusted");
         conn_hold_for_commit(c);
@@ -216,6 +218,7 @@ int handle_grant_submit(server *srv, conn *c, const mamori_msg *req)
                 return conn_reply(c, req->type, MAMORI_E_STORAGE, "could not be stored");
         }
         (void)media_exec(db, "RELEASE grant");
+        server_media_changed(srv);
         conn_hold_for_commit(c);
         mamori_msg *m;
         r = mamori_msg_new(req->type, MAMORI_OK, &m);
@@ -298,6 +301,7 @@ int handle_grant_revoke(server *srv, conn *c, const mamori_msg *req)
                                     : conn_reply(c, req->type, MAMORI_E_STORAGE, "could not be stored");
         }
         (void)media_exec(db, "RELEASE revoke");
+        server_media_changed(srv);
         conn_hold_for_commit(c);
         return conn_reply(c, req->type, MAMORI_OK, NULL);
 }

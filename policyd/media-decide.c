@@ -431,6 +431,7 @@ int handle_consume(server *srv, conn *c, const mamori_msg *req)
                 return conn_reply(c, req->type, MAMORI_E_STORAGE, "the use could not be recorded");
         }
         (void)media_exec(db, "RELEASE consume");
+        server_media_changed(srv); /* the once-only right is gone */
         conn_hold_for_commit(c);
         return conn_reply(c, req->type, MAMORI_OK, NULL);
 }

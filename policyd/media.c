@@ -345,6 +345,7 @@ static int in_savepoint(server *srv, conn *c, const ledger *l,
                 (void)media_exec(db, "RELEASE ledger");
                 return r;
         }
+        server_media_changed(srv);
         return media_exec(db, "RELEASE ledger");
 }
 
@@ -627,6 +628,21 @@ int media_init(server *srv)
 
 #define READERS (ROLE_ROOT | ROLE_ADMIN | ROLE_MANAGER | ROLE_AUDITOR)
 
+/* The agent's second connection: it hears MEDIA_CHANGED after each commit that changed
+ * the ledger, the grants or the trusted keys, and decides its media again at once (a
+ * revocation or retirement takes effect then, not at the next replug). */
+static int handle_watch(server *srv, conn *c, const mamori_msg *req)
+{
+        conn_watch_media(c);
+        return conn_reply(c, req->type, MAMORI_OK, NULL);
+}
+
+/* MEDIA_CHANGED is policyd's own message; nobody may send it (the row's empty role set). */
+static int handle_changed(server *srv, conn *c, const mamori_msg *req)
+{
+        return conn_reply(c, req->type, MAMORI_E_UNSUPPORTED, "a notification, not a request");
+}
+
 const handler media_handlers[] = {
         {MAMORI_MSG_MEDIA_REGISTER, ROLE_ADMIN, handle_register},
         {MAMORI_MSG_MEDIA_CHANGE, ROLE_ADMIN, handle_change},
@@ -634,6 +650,8 @@ const handler media_handlers[] = {
         {MAMORI_MSG_MEDIA_LIST, READERS, handle_list},
         {MAMORI_MSG_MEDIA_DECIDE, ROLE_AGENT, handle_decide},
         {MAMORI_MSG_GRANT_CONSUME, ROLE_AGENT, handle_consume},
+        {MAMORI_MSG_MEDIA_WATCH, ROLE_AGENT, handle_watch},
+        {MAMORI_MSG_MEDIA_CHANGED, 0, handle_changed},
         /* R-PERM-2: the trusted keys are root's (the system security officer's), and
          * every change of them is evidence; grants need a manager role *and* a
          * signature by a trusted key, checked in grants.c. */

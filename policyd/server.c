@@ -39,6 +39,7 @@ struct conn {
         uint8_t *out;
         size_t out_len, out_off, out_alloc;
         bool depends;       /* queued output depends on the open batch */
+        bool watching;      /* hears MEDIA_CHANGED after commits that changed decisions */
         bool closing;       /* drop after the output is flushed */
         bool dead;
         unsigned denials;
@@ -58,6 +59,7 @@ struct server {
         bool have_admin, have_manager, have_auditor;
         uid_t agent_uid;
         bool have_agent;
+        bool media_changed; /* the open batch changes decisions: tell the watchers */
         bool quit;
 };
 
@@ -284,6 +286,16 @@ int conn_reply(conn *c, uint16_t type, mamori_status status, const char *text)
         return r;
 }
 
+void conn_watch_media(conn *c)
+{
+        c->watching = true;
+}
+
+void server_media_changed(server *srv)
+{
+        srv->media_changed = true;
+}
+
 void conn_hold_for_commit(conn *c)
 {
         c->depends = true;
@@ -442,11 +454,19 @@ static void commit(server *srv)
         /* Also when a handler (rotate, purge) already committed the batch itself: with
          * nothing pending, nobody's output waits any more. */
         int r = store_dirty(srv->st) ? store_commit(srv->st) : 0;
+        bool notify = srv->media_changed && r >= 0;
+        srv->media_changed = false;
+        mamori_msg *changed = NULL;
+        if (notify && mamori_msg_new(MAMORI_MSG_MEDIA_CHANGED, MAMORI_OK, &changed) < 0)
+                log_error("Out of memory: the agent will not hear of this change until its next decision.");
         for (conn *c = srv->conns; c; c = c->next) {
                 if (r < 0 && c->depends)
                         c->dead = true;
                 c->depends = false;
+                if (changed && c->watching && !c->dead && conn_send(c, changed) < 0)
+                        c->dead = true; /* a watcher that cannot hear is dropped: it reconnects and decides again */
         }
+        mamori_msg_free(changed);
 }
 
 static void reap(server *srv)

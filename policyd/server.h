@@ -62,6 +62,13 @@ void conn_hold_for_commit(conn *c);
 /* Starts a streaming reply; state is freed with free_state when it ends. */
 void conn_set_producer(conn *c, producer_fn fn, void *state, void (*free_state)(void *));
 
+/* Makes c a watcher: after every commit that changed the ledger, the grants or the
+ * trusted keys, c gets an unasked MEDIA_CHANGED message (the agent decides again). */
+void conn_watch_media(conn *c);
+/* The open batch changes what a decision may answer: watchers hear of it once the
+ * batch commits (not if it fails: then nothing changed). */
+void server_media_changed(server *srv);
+
 /* Appends a policyd-originated evidence record to the batch: type, then (key, value)
  * string pairs ending in NULL. uid is the subject's uid (the peer's, usually).
  * Returns 0 or negative errno. */

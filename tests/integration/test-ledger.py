@@ -56,6 +56,55 @@ def raw(pd, user, mtype, **fields):
     return pd.run(args, user=user).stdout.strip()
 
 
+def watch_connect(pd):
+    """A MEDIA_WATCH connection as root (the agent's role); returns the socket."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(pd.socket)
+    s.sendall(struct.pack('>IHH', 4, 60, 0))
+    hdr = s.recv(4, socket.MSG_WAITALL)
+    (n,) = struct.unpack('>I', hdr)
+    rep = s.recv(n, socket.MSG_WAITALL)
+    check(struct.unpack('>HH', rep[:4]) == (60, 0), 'watch: policyd accepts the agent watching')
+    return s
+
+
+def watch_heard(s, timeout=1.0):
+    """The message types that arrived on the watch connection within timeout."""
+    s.settimeout(timeout)
+    got = []
+    try:
+        while True:
+            hdr = s.recv(4, socket.MSG_WAITALL)
+            if len(hdr) < 4:
+                break
+            (n,) = struct.unpack('>I', hdr)
+            got.append(struct.unpack('>H', s.recv(n, socket.MSG_WAITALL)[:2])[0])
+            s.settimeout(0.2)
+    except socket.timeout:
+        pass
+    return got
+
+
+def test_watch(pd):
+    """Issue 5: policyd reports every committed change of the ledger to the agent's watch
+    connection (MEDIA_CHANGED, 61), so revocations and retirements act at once; a refused
+    change, a read or a decision reports nothing (a decision must not wake the agent into
+    deciding again in a loop)."""
+    s = watch_connect(pd)
+    p = register(pd, 'W-1', serial='WATCH-1', extra=['--users', STAFF])
+    check(p.returncode == 0 and watch_heard(s) == [61], 'watch: a registration is reported once')
+    p = register(pd, 'W-1', serial='WATCH-1')
+    check(p.returncode != 0 and watch_heard(s) == [], 'watch: a refused registration is not reported')
+    decide(pd, serial='WATCH-1')
+    pd.mediactl('media', 'list', user=ADMIN)
+    check(watch_heard(s) == [], 'watch: decisions and reads are not reported')
+    p = pd.mediactl('media', 'retire', 'W-1', user=ADMIN)
+    check(p.returncode == 0 and watch_heard(s) == [61], 'watch: a retirement is reported')
+    check(raw(pd, STAFF, 60) .startswith('denied'), 'watch: a user without the agent role may not watch')
+    check(raw(pd, 'root', 61).startswith('denied'), 'watch: nobody may send the notification itself')
+    s.close()
+
+
 REG = ['--type', 'USBメモリ', '--purpose', '捜査資料の搬送', '--manager', 'mamori-t-manager',
        '--start', '2026-01-01', '--end', '2099-12-31']
 
@@ -353,6 +402,7 @@ def main():
         test_change_and_inventory(pd)
         test_policy_file(pd)
         test_device(pd)
+        test_watch(pd)
     test_policy()
     done()
 

@@ -185,8 +185,9 @@ PASS = b"correct horse battery staple\n"
 
 
 def write_grant_then_expiry(vm):
-    """A write grant makes the raw mount writable (after "systemctl reload"); when it
-    expires while mounted, the agent's timer takes the write right away within a second."""
+    """A write grant makes the raw mount writable at once (policyd reports the change; no
+    reload); when it expires while mounted, the agent's timer takes the write right away
+    within a second."""
     vm.run(["install", "-d", "-m", "0700", "-o", "mamori-t-manager", "/tmp/mgr"], check=True)
     r = vm.run(as_user(vm, "mamori-t-manager") + [MEDIACTL, "manager", "keygen", "--key", "/tmp/mgr/k",
                                                   "--passphrase-fd", "0"], input=PASS, check=True)
@@ -205,7 +206,6 @@ def write_grant_then_expiry(vm):
                                                   "mamori-t-staff", "--any-host", "--from", "now", "--until",
                                                   until_s, "--mode", "write-plain"], input=PASS)
     check(r.rc == 0, "grant create: %r %r", r.stdout, r.stderr)
-    vm.run(["systemctl", "reload", "mamori-agent.service"], check=True)
     vm.wait_for(lambda: raw_mounts(vm) and "rw" in raw_mounts(vm)[0][1], timeout=30, what="remounted rw")
     path, opts = raw_mounts(vm)[0]
     check({"rw", "nosuid", "nodev", "noexec"} <= opts, "options with the grant %r", opts)
@@ -217,6 +217,46 @@ def write_grant_then_expiry(vm):
     opts = raw_mounts(vm)[0][1] if raw_mounts(vm) else set()
     check("ro" in opts, "after expiry %r", opts)
     pull_and_wait(vm, st, "REG-1")
+
+
+def revocation_and_retirement_act_at_once(vm):
+    """R-PERM-2, R-REG-6: revoking a grant takes the write right away, and retiring the
+    medium unmounts and deauthorises it, within a second of the change being recorded,
+    without a reload or replug (policyd reports changes on the agent's watch connection)."""
+    mediactl(vm, "mamori-t-admin", "media", "register", "--no", "AG-RV", "--type", "USBメモリ",
+             "--purpose", "test", "--manager", "mamori-t-manager", "--start", "2026-01-01",
+             "--end", "2099-12-31", "--vendor", QEMU_STICK[0], "--product", QEMU_STICK[1],
+             "--serial", "RV-1", "--users", "mamori-t-staff", check_rc=True)
+    img = make_image(os.path.join(vm.workdir, "rv.img"), "vfat", 16, label="RV")
+    st = vm.plug_stick(img, vendor="ACME", product="Rv", serial="RV-1")
+    st.wait_usb_event()
+    vm.wait_for(lambda: raw_mounts(vm), timeout=90, what="RV-1 mounted")
+    r = vm.run(as_user(vm, "mamori-t-manager") + [MEDIACTL, "grant", "create", "--key", "/tmp/mgr/k",
+                                                  "--passphrase-fd", "0", "--media", "AG-RV", "--user",
+                                                  "mamori-t-staff", "--any-host", "--from", "now", "--until",
+                                                  "2099-01-01", "--mode", "write-encrypted"], input=PASS)
+    check(r.rc == 0, "grant create: %r %r", r.stdout, r.stderr)
+    gid = r.stdout.strip().splitlines()[-1]
+    wait_record(vm, "agent.remount", "RV-1", timeout=30, mode="rw")
+    r = vm.run(as_user(vm, "mamori-t-manager") + [MEDIACTL, "grant", "revoke", gid, "--key", "/tmp/mgr/k",
+                                                  "--passphrase-fd", "0"], input=PASS)
+    check(r.rc == 0, "grant revoke: %r %r", r.stdout, r.stderr)
+    rev = [x for x in records(vm, "grant.revoke") if x["fields"].get("grant_id") == gid]
+    check(len(rev) == 1, "revocation records %r", rev)
+    ro = wait_record(vm, "agent.remount", "RV-1", timeout=30, mode="ro")
+    late = (ro["time_us"] - rev[0]["time_us"]) / 1e6
+    print("# write right taken %.3f s after the revocation was recorded" % late, flush=True)
+    check(0 <= late <= 1.0, "the write right went %.3f s after the revocation", late)
+    mediactl(vm, "mamori-t-admin", "media", "retire", "AG-RV", check_rc=True)
+    ret = [x for x in records(vm, "media.retire") if x["fields"].get("media") == "AG-RV"]
+    check(len(ret) == 1, "retirement records %r", ret)
+    un = wait_record(vm, "agent.unmount", "RV-1", timeout=30)
+    late = (un["time_us"] - ret[0]["time_us"]) / 1e6
+    print("# unmounted %.3f s after the retirement was recorded" % late, flush=True)
+    check(0 <= late <= 1.0, "unmounted %.3f s after the retirement", late)
+    vm.wait_for(lambda: sysattr(vm, st.devpath, "authorized") == "0", timeout=5, what="deauthorised")
+    check(not raw_mounts(vm), "still mounted: %r", raw_mounts(vm))
+    pull_and_wait(vm, st, "RV-1")
 
 
 def registration_end_unmounts(vm):
@@ -355,6 +395,7 @@ if __name__ == "__main__":
     sys.exit(run_scenarios([controllers_closed, keyboard_in_by_local_rule, unregistered_never_in,
                             registered_mounted_read_only, restart_keeps_decision,
                             coldplug_decides_present_devices, write_grant_then_expiry,
+                            revocation_and_retirement_act_at_once,
                             registration_end_unmounts, twins_only_registered_in, hostile_serial_recorded_exactly,
                             policyd_away],
                            install_build=True, enable=["mamori-policyd.socket", "mamori-agent.service"]))
