@@ -240,7 +240,8 @@ static int open_write(view *v, const view_caller *c, const char *path, int flags
                 if (r < 0)
                         return r;
         }
-        _cleanup_close_ int dfd = e.dir_fd;
+        _cleanup_close_ int dfd = e.dir_fd; /* closed on return; view_node_open reads through e */
+        (void)dfd;
         bool exists = n || e.kind != VIEW_NONE;
         if (e.kind == VIEW_DIR)
                 return -EISDIR;
@@ -536,7 +537,8 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
         int r = view_lookup(v, from, &a);
         if (r < 0)
                 return r;
-        _cleanup_close_ int afd = a.dir_fd;
+        _cleanup_close_ int afd = a.dir_fd; /* closed on return; used through a */
+        (void)afd;
         r = view_lookup(v, to, &b);
         if (r < 0)
                 return r;
