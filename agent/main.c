@@ -27,7 +27,6 @@
 #include "mamori-config.h"
 
 #define RETRY_US (2 * 1000 * 1000) /* while policyd is away: retry this often */
-#define DEFAULT_CLASSES "03 09"    /* HID (keyboards, mice) and hubs */
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct udev_enumerate *, udev_enumerate_unref)
 
@@ -194,12 +193,12 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 static void usage(FILE *f)
 {
         fputs("Usage: mamori-agent [--socket PATH] [--config PATH] [--spool-dir DIR] [--mount-dir DIR]\n"
-              "                    [--status-dir DIR] [--allow-classes \"03 09\"] [--spool-max BYTES]\n"
+              "                    [--status-dir DIR] [--spool-max BYTES]\n"
               "       mamori-agent --flush-spool [--socket PATH] [--spool-dir DIR]\n", f);
 }
 
 typedef struct opts {
-        const char *socket, *config, *spool_dir, *classes;
+        const char *socket, *config, *spool_dir;
         uint64_t spool_max;
         bool flush_only;
 } opts;
@@ -209,7 +208,7 @@ static int parse_args(int argc, char *argv[], agent *a, opts *o)
         static const struct option lo[] = {
                 {"socket", required_argument, NULL, 's'},     {"config", required_argument, NULL, 'c'},
                 {"spool-dir", required_argument, NULL, 'S'},  {"mount-dir", required_argument, NULL, 'm'},
-                {"status-dir", required_argument, NULL, 't'}, {"allow-classes", required_argument, NULL, 'a'},
+                {"status-dir", required_argument, NULL, 't'},
                 {"spool-max", required_argument, NULL, 'M'},  {"flush-spool", no_argument, NULL, 'F'},
                 {"help", no_argument, NULL, 'h'},             {},
         };
@@ -222,7 +221,6 @@ static int parse_args(int argc, char *argv[], agent *a, opts *o)
                 case 'S': o->spool_dir = optarg; break;
                 case 'm': a->mount_dir = optarg; break;
                 case 't': a->status_dir = optarg; break;
-                case 'a': o->classes = optarg; break;
                 case 'F': o->flush_only = true; break;
                 case 'M':
                         errno = 0;
@@ -244,9 +242,9 @@ static int setup(agent *a, opts *o)
                 r = mamori_config_new_default(&a->cfg);
         if (r < 0)
                 return log_error_errno(r, "Policy file: %s", err ? err : "cannot be read");
-        r = agent_classes_parse(o->classes, a->classes, AGENT_CLASSES_MAX);
-        if (r < 0)
-                return log_error_errno(r, "--allow-classes: not a list of two-digit hex classes");
+        r = agent_classes_parse(a->cfg->agent.allowed_classes, a->classes, AGENT_CLASSES_MAX);
+        if (r < 0) /* the parser checked the form already: more classes than the agent holds */
+                return log_error_errno(r, "agent.allowed_classes: more than %d classes", AGENT_CLASSES_MAX);
         a->n_classes = r;
         r = agent_spool_open(o->spool_dir, o->spool_max, &a->spool);
         if (r < 0)
@@ -315,7 +313,7 @@ int main(int argc, char *argv[])
         mamori_log_open("mamori-agent", getenv("JOURNAL_STREAM") != NULL);
         (void)prctl(PR_SET_DUMPABLE, 0);
         static agent a = {.policyd_fd = -1, .watch_fd = -1, .mount_dir = "/run/mamori-agent/raw", .status_dir = "/run/mamori-agent"};
-        opts o = {.config = MAMORI_CONFIG_PATH, .spool_dir = "/var/lib/mamori-agent", .classes = DEFAULT_CLASSES,
+        opts o = {.config = MAMORI_CONFIG_PATH, .spool_dir = "/var/lib/mamori-agent",
                   .spool_max = AGENT_SPOOL_MAX_DEFAULT};
         if (parse_args(argc, argv, &a, &o) < 0) {
                 usage(stderr);

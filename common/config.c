@@ -5,6 +5,7 @@
  * typo or a value of the wrong type is an error naming file, line and key rather
  * than a silently ignored line (DESIGN.md "Configuration").
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libconfig.h>
@@ -97,6 +98,22 @@ static bool valid_remote_action(const char *s)
         return streq(s, "lock") || streq(s, "terminate");
 }
 
+/* agent.allowed_classes: two-digit hex USB classes separated by single spaces; never 08
+ * (mass storage is always decided by policyd) or 00 (class given per interface). */
+static bool valid_classes(const char *s)
+{
+        for (const char *p = s;; p += 3) {
+                if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]))
+                        return false;
+                if (p[0] == '0' && (p[1] == '8' || p[1] == '0'))
+                        return false;
+                if (p[2] == '\0')
+                        return true;
+                if (p[2] != ' ')
+                        return false;
+        }
+}
+
 /* Free text for evidence (approver, reason): printable, no control characters; UTF-8 allowed. */
 static bool valid_text(const char *s)
 {
@@ -187,6 +204,11 @@ static const ConfigKey config_table[] = {
           "", valid_text, "text without control characters" },
         { "idle.exempt_reason", CFG_STRING, offsetof(mamori_config, idle.exempt_reason), 0, 512, 0,
           "", valid_text, "text without control characters" },
+        /* R-ATK-1: only these device classes pass without policyd, so a dead policyd never
+         * takes the keyboard; storage never does (agent/logic.c: storage + HID is BadUSB). */
+        { "agent.allowed_classes", CFG_STRING, offsetof(mamori_config, agent.allowed_classes), 2, 95, 0,
+          "03 09", valid_classes,
+          "two-digit hex USB classes separated by spaces, such as \"03 09\"; not 00 or 08 (storage)" },
         /* R-OUT-1, R-CRY-2, R-CRY-3: where the organisation's age keys live (common/orgkeys.h). */
         { "crypto.keys_dir", CFG_STRING, offsetof(mamori_config, crypto.keys_dir), 2, 255, 0,
           "/etc/mamori/keys", valid_abs_path, "an absolute path without . or .. components" },

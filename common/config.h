@@ -66,6 +66,10 @@ typedef struct mamori_config {
                 char *exempt_approver;        /* who approved the exemption; required with exempt */
                 char *exempt_reason;          /* why; required with exempt */
         } idle;
+        struct {                        /* mamori-agent: device control (R-REG-1, R-ATK-1) */
+                char *allowed_classes;        /* default "03 09" (HID, hubs): USB interface classes
+                                               * authorised locally, without policyd */
+        } agent;
         struct {                        /* common/orgkeys.c: the organisation's age keys (R-OUT-1, R-CRY-2/3) */
                 char *keys_dir;               /* default "/etc/mamori/keys": identities + recipient */
         } crypto;

@@ -537,6 +537,25 @@ static void test_crypto_keys_dir_r_cry_3(void **state)
         mamori_config_free(c);
 }
 
+/* R-ATK-1: the classes the agent lets in without policyd; never storage. */
+static void test_agent_allowed_classes_r_atk_1(void **state)
+{
+        mamori_config *c = load_ok("");
+        assert_string_equal(c->agent.allowed_classes, "03 09");
+        mamori_config_free(c);
+        c = load_ok("agent: { allowed_classes = \"03 09 0e E0\"; };\n");
+        assert_string_equal(c->agent.allowed_classes, "03 09 0e E0");
+        mamori_config_free(c);
+        assert_fails("agent: {\n allowed_classes = \"03 08\"; };\n", 2, "agent.allowed_classes", "storage");
+        assert_fails("agent: {\n allowed_classes = \"00\"; };\n", 2, "agent.allowed_classes", "not 00");
+        assert_fails("agent: {\n allowed_classes = \"3 9\"; };\n", 2, "agent.allowed_classes", "two-digit");
+        assert_fails("agent: {\n allowed_classes = \"03  09\"; };\n", 2, "agent.allowed_classes", "");
+        assert_fails("agent: {\n allowed_classes = \"03,09\"; };\n", 2, "agent.allowed_classes", "");
+        assert_fails("agent: {\n allowed_classes = \"03 \"; };\n", 2, "agent.allowed_classes", "");
+        assert_fails("agent: {\n allowed_classes = \"\"; };\n", 2, "agent.allowed_classes", "");
+        assert_fails("agent: {\n allowed_classes = [\"03\"]; };\n", 2, "agent.allowed_classes", "");
+}
+
 /* Parses text with libconfig and runs parse_strv on its setting "l" against key k. */
 static int strv_parse(const ConfigKey *k, const char *text, char ***field, char **ret_error)
 {
@@ -611,6 +630,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_strv_type, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_idle_settings_r_idle_1_r_idle_2, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_crypto_keys_dir_r_cry_3, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_agent_allowed_classes_r_atk_1, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
