@@ -39,6 +39,7 @@
 #define TIMEOUT_S 10
 #define TOKEN_KEY "pam_mamori_attempt"
 #define SESSION_KEY "pam_mamori_session"
+#define TOTP_KEY "pam_mamori_totp" /* preauth said: the second factor is needed and enrolled */
 
 /* User-facing texts, Japanese then English (the terminals' users read Japanese). */
 #define MSG_LOCKED "アカウントはロックされています（%s まで）。\nThe account is locked until %s."
@@ -240,6 +241,11 @@ static int do_preauth(pam_handle_t *ph, const opts *o, const login *l)
         case MAMORI_OK:
                 if (mamori_msg_get_u64(m, MAMORI_F_AUTH_SESSION, &token) == 0)
                         keep_u64(ph, TOKEN_KEY, token);
+                uint8_t need = 0, enrolled = 0;
+                (void)mamori_msg_get_u8(m, MAMORI_F_AUTH_NEED_TOTP, &need);
+                (void)mamori_msg_get_u8(m, MAMORI_F_AUTH_TOTP, &enrolled);
+                if (need && enrolled)
+                        keep_u64(ph, TOTP_KEY, 1);
                 ret = PAM_SUCCESS;
                 break;
         case MAMORI_E_LOCKED:
@@ -324,6 +330,10 @@ static int do_authsucc(pam_handle_t *ph, const opts *o, const login *l)
                         return r;
                 token = kept_u64(ph, TOKEN_KEY);
         }
+        /* The code goes with the success when preauth said it is needed; policyd
+         * checks the lock and the policy again either way. */
+        if (kept_u64(ph, TOTP_KEY))
+                return second_factor(ph, o, l, token);
         r = ask(o, MAMORI_MSG_AUTH_SUCCESS, l, token, NULL, &m);
         if (r < 0) {
                 ret = unreachable(ph, o, l, r);

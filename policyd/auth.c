@@ -10,10 +10,20 @@
  * and the reply leaves only after the batch commits. That is what makes N
  * concurrent attempts unable to pass a limit of deny (linux-pam PR #1016).
  *
- * An attempt is reserved at preauth: the failure is counted before the password
- * is checked, and a success gives it back. A peer that is not root (a screen
- * locker) gives back only its own reservation; it can never lower the count below
- * the failures that happened, nor bring a locked account back.
+ * An attempt is reserved at preauth: it counts toward the limit before the
+ * password is checked, until it is settled as a failure (written, durable before
+ * the answer) or given back by a success. Reservations live in policyd's memory
+ * (pending_*), so that asking costs no write and no fsync; what they guard against
+ * is concurrency inside one running policyd. An attempt in flight when policyd
+ * stops is not counted, as when policyd is unreachable (auth.unreachable). A peer
+ * that is not root (a screen locker) gives back only its own reservation; it can
+ * never lower the count below the failures that happened, nor bring a locked
+ * account back.
+ *
+ * Each state change is written with the evidence record that describes it inside
+ * one savepoint of the batch (change_begin/change_end): both commit or neither.
+ * The record is always the last write in the savepoint, so a rollback never takes
+ * back a record the store has already chained.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -38,6 +48,19 @@ typedef struct tally {
         bool banned;
 } tally;
 
+/* An attempt reserved at preauth and not yet settled (memory only, see above). */
+typedef struct pending {
+        int64_t token, created;
+        char *user;
+} pending;
+
+/* Bounded, so that attempts abandoned after preauth cannot grow policyd without end;
+ * past it a reservation is counted as a failure at once (preauth_full()). */
+#define PENDING_MAX 4096
+
+static pending *pend;
+static size_t n_pend;
+
 typedef struct auth_req {
         const char *user, *service, *rhost, *tty;
         uid_t uid; /* the subject's, or (uid_t)-1 for a name that does not resolve */
@@ -49,8 +72,8 @@ static const char schema[] =
         " ban_reason TEXT);"
         "CREATE TABLE IF NOT EXISTS auth_source(user TEXT NOT NULL, source TEXT NOT NULL,"
         " failures INTEGER NOT NULL, last INTEGER NOT NULL, PRIMARY KEY(user, source));"
-        "CREATE TABLE IF NOT EXISTS auth_attempt(token INTEGER PRIMARY KEY, user TEXT NOT NULL,"
-        " created INTEGER NOT NULL);"
+        /* Reservations are kept in memory now (see above); an older database's table goes. */
+        "DROP TABLE IF EXISTS auth_attempt;"
         "CREATE TABLE IF NOT EXISTS auth_lastlog(user TEXT PRIMARY KEY, time INTEGER NOT NULL,"
         " host TEXT NOT NULL, service TEXT NOT NULL, tty TEXT NOT NULL);"
         "CREATE TABLE IF NOT EXISTS auth_session(id INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL,"
@@ -119,6 +142,97 @@ static int tally_put(sqlite3 *db, const char *user, const tally *t)
                           " VALUES (?1, ?3, ?4, ?5, ?6) ON CONFLICT(user) DO UPDATE SET failures = ?3,"
                           " first_fail = ?4, locked_until = ?5, banned = ?6",
                           user, NULL, t->failures, t->first_fail, t->locked_until, t->banned);
+}
+
+static void pending_remove(size_t i)
+{
+        free(pend[i].user);
+        pend[i] = pend[--n_pend];
+}
+
+/* Drops reservations older than the interval: an attempt abandoned that long ago
+ * counts no more, as a failure that old would not. */
+static void pending_prune(const mamori_config *cfg, int64_t now)
+{
+        for (size_t i = 0; i < n_pend;)
+                if (pend[i].created + (int64_t)cfg->auth.fail_interval * US < now)
+                        pending_remove(i);
+                else
+                        i++;
+}
+
+/* The reservations outstanding for user. */
+static int64_t pending_count(const char *user)
+{
+        int64_t n = 0;
+        for (size_t i = 0; i < n_pend; i++)
+                n += strcmp(pend[i].user, user) == 0;
+        return n;
+}
+
+/* Reserves an attempt for user. Returns 0 and its token, -ENOSPC when the table is
+ * full, -ENOMEM. */
+static int pending_add(const char *user, int64_t now, int64_t *ret_token)
+{
+        if (n_pend == PENDING_MAX)
+                return -ENOSPC;
+        if (!pend && !(pend = calloc(PENDING_MAX, sizeof *pend)))
+                return -ENOMEM;
+        char *u = strdup(user);
+        if (!u)
+                return -ENOMEM;
+        int64_t token;
+        randombytes_buf(&token, sizeof token);
+        token &= INT64_MAX;
+        pend[n_pend++] = (pending){token, now, u};
+        *ret_token = token;
+        return 0;
+}
+
+/* Takes the request's reservation off the table. Returns true when it was user's
+ * and outstanding. */
+static bool pending_take(const mamori_msg *req, const char *user)
+{
+        uint64_t token;
+        if (mamori_msg_get_u64(req, MAMORI_F_AUTH_SESSION, &token) < 0)
+                return false;
+        for (size_t i = 0; i < n_pend; i++)
+                if (pend[i].token == (int64_t)token && strcmp(pend[i].user, user) == 0) {
+                        pending_remove(i);
+                        return true;
+                }
+        return false;
+}
+
+/* Forgets user's reservations (an administrator's unlock). */
+static void pending_drop_user(const char *user)
+{
+        for (size_t i = 0; i < n_pend;)
+                if (strcmp(pend[i].user, user) == 0)
+                        pending_remove(i);
+                else
+                        i++;
+}
+
+/* Opens the batch and a savepoint in it: a state change and the evidence record
+ * that describes it (written last) commit together or not at all. Returns 0 or -EIO. */
+static int change_begin(server *srv)
+{
+        if (store_begin(server_store(srv)) < 0)
+                return -EIO;
+        return sqlite3_exec(db_of(srv), "SAVEPOINT auth", NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+}
+
+/* Ends the savepoint: kept when r >= 0, undone when r < 0. Returns r, or -EIO when
+ * the change could not be kept. */
+static int change_end(server *srv, int r)
+{
+        sqlite3 *db = db_of(srv);
+        if (r < 0)
+                (void)sqlite3_exec(db, "ROLLBACK TO auth", NULL, NULL, NULL);
+        if (sqlite3_exec(db, "RELEASE auth", NULL, NULL, NULL) != SQLITE_OK)
+                return log_error_errno(EIO, "Cannot release the auth savepoint: %s", sqlite3_errmsg(db));
+        return r;
 }
 
 /* Forgets failures older than the interval and locks that have run out. */
@@ -216,18 +330,30 @@ static int reply_locked(server *srv, conn *c, uint16_t type, const auth_req *a, 
         return send_locked(c, type, t);
 }
 
-/* Locks the account now if the failures reached the profile's limit; records it. */
+/* Locks the account if its failures and outstanding reservations reached the
+ * profile's limit: the lock and its auth.lock record in one savepoint. Returns 1
+ * when it locked, 0 when not due, -EIO (then nothing of it stays). */
 static int maybe_lock(server *srv, const auth_req *a, tally *t, int64_t now)
 {
         uint32_t deny, unlock;
         mamori_auth_profile(server_config(srv), a->user, &deny, &unlock);
-        if (t->locked_until || t->failures < deny)
+        int64_t n = t->failures + pending_count(a->user);
+        if (t->banned || t->locked_until || n < deny)
                 return 0;
-        t->locked_until = now + (int64_t)unlock * US;
-        char until[32], n[24];
-        fmt_time(until, t->locked_until);
-        fmt_i64(n, t->failures);
-        (void)auth_evidence(srv, "auth.lock", a, "failures", n, "until", until);
+        tally locked = *t;
+        locked.locked_until = now + (int64_t)unlock * US;
+        char until[32], ns[24];
+        fmt_time(until, locked.locked_until);
+        fmt_i64(ns, n);
+        int r = change_begin(srv);
+        if (r >= 0)
+                r = tally_put(db_of(srv), a->user, &locked);
+        if (r >= 0)
+                r = auth_evidence(srv, "auth.lock", a, "failures", ns, "until", until);
+        r = change_end(srv, r);
+        if (r < 0)
+                return -EIO;
+        *t = locked;
         return 1;
 }
 
@@ -239,66 +365,15 @@ static int reply_storage(conn *c, uint16_t type)
         return conn_reply(c, type, MAMORI_E_STORAGE, "login state could not be stored");
 }
 
-/* Reserves one attempt: refuses a banned or locked account, locks one whose
- * reservations reached the limit, else counts the attempt as a failure until a
- * success gives it back. Replies with a token naming the reservation. */
-static int handle_preauth(server *srv, conn *c, const mamori_msg *req)
+/* A reply that wrote nothing waits for the batch only when the batch holds others'
+ * writes: what it read may be among them, and must not leave before it is durable.
+ * Otherwise it leaves now, not after the fsync of writes it does not depend on. */
+static void hold_if_batch_open(server *srv, conn *c)
 {
-        auth_req a;
-        int r = read_request(srv, c, req, &a);
-        if (r != 0)
-                return r < 0 ? r : 0;
-        sqlite3 *db = db_of(srv);
-        int64_t now = mamori_now_us();
-        tally t;
-        if (store_begin(server_store(srv)) < 0 || tally_get(db, a.user, &t) < 0)
-                return reply_storage(c, req->type);
-        tally_age(server_config(srv), &t, now);
-        if (!t.banned && !t.locked_until && maybe_lock(srv, &a, &t, now) && tally_put(db, a.user, &t) < 0)
-                return reply_storage(c, req->type);
-        if (t.banned || t.locked_until)
-                return reply_locked(srv, c, req->type, &a, &t);
-        if (t.failures++ == 0)
-                t.first_fail = now;
-        int64_t token;
-        randombytes_buf(&token, sizeof token);
-        token &= INT64_MAX;
-        /* Reservations older than the interval no longer count: drop them. */
-        if (tally_put(db, a.user, &t) < 0 ||
-            exec_bound(db, "DELETE FROM auth_attempt WHERE created < ?3", "", NULL,
-                       now - (int64_t)server_config(srv)->auth.fail_interval * US, 0, 0, 0) < 0 ||
-            exec_bound(db, "INSERT INTO auth_attempt(token, user, created) VALUES (?3, ?1, ?4)", a.user, NULL,
-                       token, now, 0, 0) < 0)
-                return reply_storage(c, req->type);
-        mamori_msg *m;
-        if ((r = mamori_msg_new(req->type, MAMORI_OK, &m)) < 0)
-                return r;
-        mamori_msg_put_u64(m, MAMORI_F_AUTH_SESSION, (uint64_t)token);
-        mamori_msg_put_u64(m, MAMORI_F_COUNT, (uint64_t)t.failures);
-        r = conn_send(c, m);
-        mamori_msg_free(m);
-        conn_hold_for_commit(c); /* the reservation is durable before the password is tried */
-        return r;
-}
-
-/* Takes the reservation token of the request off the table. Returns 1 when it was
- * the user's and outstanding, 0 when absent or not theirs, -EIO. */
-static int take_attempt(sqlite3 *db, const mamori_msg *req, const char *user)
-{
-        uint64_t token;
-        if (mamori_msg_get_u64(req, MAMORI_F_AUTH_SESSION, &token) < 0)
-                return 0;
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(db, "DELETE FROM auth_attempt WHERE token = ?1 AND user = ?2", -1, &st, NULL) !=
-            SQLITE_OK)
-                return -EIO;
-        sqlite3_bind_int64(st, 1, (int64_t)token);
-        sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
-        int r = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (r != SQLITE_DONE)
-                return -EIO;
-        return sqlite3_changes(db) > 0;
+        if (store_dirty(server_store(srv)))
+                conn_hold_for_commit(c);
+        else
+                conn_send_now(srv, c);
 }
 
 /* Counts one source's failure, for `mediactl user status` (failures per source). */
@@ -311,26 +386,97 @@ static int count_source(sqlite3 *db, const auth_req *a, int64_t now)
                           a->user, src, now, 0, 0, 0);
 }
 
-/* Settles a failed attempt (wrong password, or wrong/replayed TOTP code): the
- * reservation stays counted; without one the failure is counted now. Locks at the
+/* Counts one failure of user now, with its per-source count and auth.fail record,
+ * in one savepoint. Returns 0 or -EIO (then nothing of it stays). */
+static int count_failure(server *srv, const auth_req *a, tally *t, int64_t now, const char *what)
+{
+        tally n = *t;
+        if (n.failures++ == 0)
+                n.first_fail = now;
+        char ns[24];
+        fmt_i64(ns, n.failures);
+        int r = change_begin(srv);
+        if (r >= 0)
+                r = tally_put(db_of(srv), a->user, &n);
+        if (r >= 0)
+                r = count_source(db_of(srv), a, now);
+        if (r >= 0)
+                r = auth_evidence(srv, "auth.fail", a, "failures", ns, "factor", what);
+        r = change_end(srv, r);
+        if (r < 0)
+                return -EIO;
+        *t = n;
+        return 0;
+}
+
+/* The reservation table is full (attempts abandoned after preauth, in bulk): this
+ * attempt is counted as a failure at once, durably (fail closed: should it succeed,
+ * a root caller's success clears it; a failure then counts it a second time). */
+static int preauth_full(server *srv, const auth_req *a, tally *t, int64_t now)
+{
+        log_warning("Too many outstanding login attempts: counting this one for \"%s\" as a failure now.", a->user);
+        return count_failure(srv, a, t, now, "reservation");
+}
+
+/* Reserves one attempt: refuses a banned or locked account, locks one whose failures
+ * and reservations reached the limit, else reserves the attempt (in memory: nothing
+ * is written) until a failure settles it or a success gives it back. Replies with a
+ * token naming the reservation. */
+static int handle_preauth(server *srv, conn *c, const mamori_msg *req)
+{
+        auth_req a;
+        int r = read_request(srv, c, req, &a);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        const mamori_config *cfg = server_config(srv);
+        int64_t now = mamori_now_us();
+        tally t;
+        if (tally_get(db_of(srv), a.user, &t) < 0)
+                return reply_storage(c, req->type);
+        tally_age(cfg, &t, now);
+        pending_prune(cfg, now);
+        if (maybe_lock(srv, &a, &t, now) < 0)
+                return reply_storage(c, req->type);
+        if (t.banned || t.locked_until)
+                return reply_locked(srv, c, req->type, &a, &t);
+        int64_t token;
+        r = pending_add(a.user, now, &token);
+        if (r == -ENOSPC) {
+                randombytes_buf(&token, sizeof token); /* names no reservation */
+                token &= INT64_MAX;
+                r = preauth_full(srv, &a, &t, now);
+        }
+        if (r < 0)
+                return reply_storage(c, req->type);
+        mamori_msg *m;
+        if ((r = mamori_msg_new(req->type, MAMORI_OK, &m)) < 0)
+                return r;
+        mamori_msg_put_u64(m, MAMORI_F_AUTH_SESSION, (uint64_t)token);
+        mamori_msg_put_u64(m, MAMORI_F_COUNT, (uint64_t)(t.failures + pending_count(a.user)));
+        /* Said now, so that the module can ask for the code right after the password and
+         * send it with the success: one request less. authsucc checks it all again. */
+        if (mamori_auth_needs_mfa(cfg, a.user, a.service)) {
+                int e = totp_enrolled(db_of(srv), a.user);
+                mamori_msg_put_u8(m, MAMORI_F_AUTH_NEED_TOTP, 1);
+                mamori_msg_put_u8(m, MAMORI_F_AUTH_TOTP, e > 0); /* unknown (e < 0): asked again at authsucc */
+        }
+        r = conn_send(c, m);
+        mamori_msg_free(m);
+        hold_if_batch_open(srv, c);
+        return r;
+}
+
+/* Settles a failed attempt (wrong password, or wrong/replayed TOTP code): its
+ * reservation becomes a counted failure, durable before the answer; locks at the
  * limit. Returns 1 when the account is (now) locked, 0, or -EIO. */
 static int settle_failure(server *srv, const mamori_msg *req, const auth_req *a, tally *t, const char *what)
 {
-        sqlite3 *db = db_of(srv);
         int64_t now = mamori_now_us();
-        if (tally_get(db, a->user, t) < 0)
+        if (tally_get(db_of(srv), a->user, t) < 0)
                 return -EIO;
         tally_age(server_config(srv), t, now);
-        int had = take_attempt(db, req, a->user);
-        if (had < 0)
-                return -EIO;
-        if (!had && t->failures++ == 0)
-                t->first_fail = now;
-        char n[24];
-        fmt_i64(n, t->failures);
-        (void)auth_evidence(srv, "auth.fail", a, "failures", n, "factor", what);
-        maybe_lock(srv, a, t, now);
-        if (tally_put(db, a->user, t) < 0 || count_source(db, a, now) < 0)
+        (void)pending_take(req, a->user); /* counted below whether or not it was reserved */
+        if (count_failure(srv, a, t, now, what) < 0 || maybe_lock(srv, a, t, now) < 0)
                 return -EIO;
         return t->locked_until || t->banned;
 }
@@ -342,33 +488,65 @@ static int handle_fail(server *srv, conn *c, const mamori_msg *req)
         if (r != 0)
                 return r < 0 ? r : 0;
         tally t;
-        if (store_begin(server_store(srv)) < 0 || (r = settle_failure(srv, req, &a, &t, "password")) < 0)
+        if ((r = settle_failure(srv, req, &a, &t, "password")) < 0)
                 return reply_storage(c, req->type);
         if (r > 0)
                 return send_locked(c, req->type, &t);
-        else
-                r = conn_reply(c, req->type, MAMORI_OK, NULL);
-        conn_hold_for_commit(c);
+        r = conn_reply(c, req->type, MAMORI_OK, NULL);
+        conn_hold_for_commit(c); /* the failure is durable before the answer */
         return r;
 }
 
 /* Gives back a successful attempt's reservation: root (login, sshd) checked the
- * password itself and clears the count; anyone else gives back its own one. */
-static int settle_success(server *srv, conn *c, const mamori_msg *req, const auth_req *a, tally *t)
+ * password itself and clears the count (a write only when there was one); anyone
+ * else gives back its own reservation only. Inside the caller's savepoint. */
+static int settle_success(conn *c, sqlite3 *db, const mamori_msg *req, const auth_req *a, tally *t)
 {
-        sqlite3 *db = db_of(srv);
-        int had = take_attempt(db, req, a->user);
-        if (had < 0)
-                return -EIO;
-        if (conn_roles(c) & ROLE_ROOT)
-                t->failures = 0;
-        else if (had && t->failures > 0)
-                t->failures--;
+        (void)pending_take(req, a->user);
+        if (!(conn_roles(c) & ROLE_ROOT) || t->failures == 0)
+                return 0;
+        t->failures = 0;
         return tally_put(db, a->user, t);
 }
 
+/* Replies whether the second factor is needed (and enrolled), for a success without
+ * a code. Writes nothing. */
+static int reply_need_totp(server *srv, conn *c, const mamori_msg *req, const auth_req *a)
+{
+        int e = totp_enrolled(db_of(srv), a->user);
+        if (e < 0)
+                return reply_storage(c, req->type);
+        mamori_msg *m;
+        int r = mamori_msg_new(req->type, MAMORI_OK, &m);
+        if (r < 0)
+                return r;
+        mamori_msg_put_u8(m, MAMORI_F_AUTH_NEED_TOTP, 1);
+        mamori_msg_put_u8(m, MAMORI_F_AUTH_TOTP, e > 0);
+        r = conn_send(c, m);
+        mamori_msg_free(m);
+        hold_if_batch_open(srv, c);
+        return r;
+}
+
+/* A refused TOTP code: its auth.totp record, then the attempt settles as a failure. */
+static int totp_refused(server *srv, conn *c, const mamori_msg *req, const auth_req *a, tally *t,
+                        const char *result)
+{
+        if (auth_evidence(srv, "auth.totp", a, "result", result, NULL, NULL) < 0)
+                return reply_storage(c, req->type);
+        int k = settle_failure(srv, req, a, t, "totp");
+        if (k < 0)
+                return reply_storage(c, req->type);
+        if (k > 0)
+                return send_locked(c, req->type, t);
+        conn_hold_for_commit(c);
+        return conn_reply(c, req->type, MAMORI_E_INVALID, result);
+}
+
 /* The password was right: refuses a locked account, asks for the second factor
- * where the policy wants one, checks the code when given. */
+ * where the policy wants one, checks the code when given. A success is one
+ * savepoint: the code's used mark, the cleared count and the auth.totp record
+ * commit together, in one batch (one fsync), before the answer. */
 static int handle_success(server *srv, conn *c, const mamori_msg *req)
 {
         auth_req a;
@@ -379,45 +557,31 @@ static int handle_success(server *srv, conn *c, const mamori_msg *req)
         if ((r = mamori_msg_get_str(req, MAMORI_F_AUTH_CODE, 16, &code)) < 0 && r != -ENOENT)
                 return -EBADMSG;
         sqlite3 *db = db_of(srv);
-        int64_t now = mamori_now_us();
         tally t;
-        if (store_begin(server_store(srv)) < 0 || tally_get(db, a.user, &t) < 0)
+        if (tally_get(db, a.user, &t) < 0)
                 return reply_storage(c, req->type);
-        tally_age(server_config(srv), &t, now);
+        tally_age(server_config(srv), &t, mamori_now_us());
         if (t.banned || t.locked_until)
                 return reply_locked(srv, c, req->type, &a, &t);
         bool mfa = mamori_auth_needs_mfa(server_config(srv), a.user, a.service);
-        if (mfa && !code) {
-                int e = totp_enrolled(db, a.user);
-                if (e < 0)
-                        return reply_storage(c, req->type);
-                mamori_msg *m;
-                if ((r = mamori_msg_new(req->type, MAMORI_OK, &m)) < 0)
-                        return r;
-                mamori_msg_put_u8(m, MAMORI_F_AUTH_NEED_TOTP, 1);
-                mamori_msg_put_u8(m, MAMORI_F_AUTH_TOTP, e > 0);
-                r = conn_send(c, m);
-                mamori_msg_free(m);
-                return r;
-        }
+        if (mfa && !code)
+                return reply_need_totp(srv, c, req, &a);
+        if ((r = change_begin(srv)) < 0)
+                return reply_storage(c, req->type);
         if (mfa) {
                 r = totp_verify(srv, db, a.user, code);
-                if (r == -EIO || r == -ENOMEM)
-                        return reply_storage(c, req->type);
-                const char *result = r == 0 ? "accepted" : r == -EALREADY ? "replayed"
-                                   : r == -ENOENT ? "not-enrolled" : "wrong";
-                (void)auth_evidence(srv, "auth.totp", &a, "result", result, NULL, NULL);
-                if (r < 0) {
-                        int k = settle_failure(srv, req, &a, &t, "totp");
-                        if (k < 0)
+                if (r == -EACCES || r == -EALREADY || r == -ENOENT) {
+                        const char *result = r == -EALREADY ? "replayed" : r == -ENOENT ? "not-enrolled" : "wrong";
+                        if (change_end(srv, 0) < 0) /* nothing was written in it */
                                 return reply_storage(c, req->type);
-                        conn_hold_for_commit(c);
-                        if (k > 0)
-                                return send_locked(c, req->type, &t);
-                        return conn_reply(c, req->type, MAMORI_E_INVALID, result);
+                        return totp_refused(srv, c, req, &a, &t, result);
                 }
         }
-        if (settle_success(srv, c, req, &a, &t) < 0)
+        if (r >= 0)
+                r = settle_success(c, db, req, &a, &t);
+        if (r >= 0 && mfa)
+                r = auth_evidence(srv, "auth.totp", &a, "result", "accepted", NULL, NULL);
+        if (change_end(srv, r) < 0)
                 return reply_storage(c, req->type);
         conn_hold_for_commit(c);
         return conn_reply(c, req->type, MAMORI_OK, NULL);
@@ -436,11 +600,8 @@ static int handle_account(server *srv, conn *c, const mamori_msg *req)
         if (tally_get(db, a.user, &t) < 0)
                 return reply_storage(c, req->type);
         tally_age(server_config(srv), &t, mamori_now_us());
-        if (t.banned || t.locked_until) {
-                if (store_begin(server_store(srv)) < 0)
-                        return reply_storage(c, req->type);
+        if (t.banned || t.locked_until)
                 return reply_locked(srv, c, req->type, &a, &t);
-        }
         mamori_msg *m;
         if ((r = mamori_msg_new(req->type, MAMORI_OK, &m)) < 0)
                 return r;
@@ -458,7 +619,41 @@ static int handle_account(server *srv, conn *c, const mamori_msg *req)
         }
         r = conn_send(c, m);
         mamori_msg_free(m);
+        hold_if_batch_open(srv, c);
         return r;
+}
+
+/* Writes the previous-login mark and registers the session. Returns 0 and the
+ * session's id, or -EIO. */
+static int session_write(sqlite3 *db, const auth_req *a, uint32_t pid, int64_t now, int64_t *ret_id)
+{
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO auth_lastlog(user, time, host, service, tty)"
+                                   " VALUES (?1, ?2, ?3, ?4, ?5)", -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_text(st, 1, a->user, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, now);
+        sqlite3_bind_text(st, 3, a->rhost, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, a->service, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, a->tty, -1, SQLITE_STATIC);
+        int r = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (r != SQLITE_DONE || sqlite3_prepare_v2(db, "INSERT INTO auth_session(user, service, tty, rhost, pid,"
+                                                       " opened) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                                   -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_text(st, 1, a->user, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, a->service, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, a->tty, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, a->rhost, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, pid);
+        sqlite3_bind_int64(st, 6, now);
+        r = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (r != SQLITE_DONE)
+                return -EIO;
+        *ret_id = sqlite3_last_insert_rowid(db);
+        return 0;
 }
 
 /* Session opened (root peers: login, sshd, the display manager): login evidence
@@ -472,40 +667,16 @@ static int handle_session_open(server *srv, conn *c, const mamori_msg *req)
                 return r < 0 ? r : 0;
         uint32_t pid = 0;
         (void)mamori_msg_get_u32(req, MAMORI_F_AUTH_PID, &pid);
-        sqlite3 *db = db_of(srv);
-        int64_t now = mamori_now_us();
-        sqlite3_stmt *st;
-        if (store_begin(server_store(srv)) < 0 ||
-            sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO auth_lastlog(user, time, host, service, tty)"
-                                   " VALUES (?1, ?2, ?3, ?4, ?5)", -1, &st, NULL) != SQLITE_OK)
-                return reply_storage(c, req->type);
-        sqlite3_bind_text(st, 1, a.user, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, now);
-        sqlite3_bind_text(st, 3, a.rhost, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, a.service, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 5, a.tty, -1, SQLITE_STATIC);
-        r = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (r != SQLITE_DONE)
-                return reply_storage(c, req->type);
-        if (sqlite3_prepare_v2(db, "INSERT INTO auth_session(user, service, tty, rhost, pid, opened)"
-                                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6)", -1, &st, NULL) != SQLITE_OK)
-                return reply_storage(c, req->type);
-        sqlite3_bind_text(st, 1, a.user, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, a.service, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, a.tty, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, a.rhost, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 5, pid);
-        sqlite3_bind_int64(st, 6, now);
-        r = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (r != SQLITE_DONE)
-                return reply_storage(c, req->type);
-        int64_t id = sqlite3_last_insert_rowid(db);
+        int64_t now = mamori_now_us(), id = 0;
         char t[32], ids[24];
-        fmt_time(t, now);
-        fmt_i64(ids, id);
-        if (auth_evidence(srv, "session.open", &a, "time", t, "session", ids) < 0)
+        if ((r = change_begin(srv)) >= 0)
+                r = session_write(db_of(srv), &a, pid, now, &id);
+        if (r >= 0) {
+                fmt_time(t, now);
+                fmt_i64(ids, id);
+                r = auth_evidence(srv, "session.open", &a, "time", t, "session", ids);
+        }
+        if (change_end(srv, r) < 0)
                 return reply_storage(c, req->type);
         mamori_msg *m;
         if ((r = mamori_msg_new(req->type, MAMORI_OK, &m)) < 0)
@@ -529,8 +700,7 @@ static int handle_session_close(server *srv, conn *c, const mamori_msg *req)
         sqlite3 *db = db_of(srv);
         int64_t now = mamori_now_us(), opened = 0;
         sqlite3_stmt *st;
-        if (store_begin(server_store(srv)) < 0 ||
-            sqlite3_prepare_v2(db, "SELECT id, opened FROM auth_session WHERE user = ?1 AND (id = ?2 OR"
+        if (sqlite3_prepare_v2(db, "SELECT id, opened FROM auth_session WHERE user = ?1 AND (id = ?2 OR"
                                    " (?2 = 0 AND tty = ?3 AND service = ?4)) ORDER BY id DESC LIMIT 1",
                                -1, &st, NULL) != SQLITE_OK)
                 return reply_storage(c, req->type);
@@ -544,12 +714,15 @@ static int handle_session_close(server *srv, conn *c, const mamori_msg *req)
                 opened = sqlite3_column_int64(st, 1);
         }
         sqlite3_finalize(st);
-        if (found && exec_bound(db, "DELETE FROM auth_session WHERE id = ?3", "", NULL, (int64_t)id, 0, 0, 0) < 0)
-                return reply_storage(c, req->type);
         char t[32], dur[24];
         fmt_time(t, now);
         fmt_i64(dur, found ? (now - opened) / US : -1);
-        if (auth_evidence(srv, "session.close", &a, "time", t, "duration_s", dur) < 0)
+        r = change_begin(srv);
+        if (r >= 0 && found)
+                r = exec_bound(db, "DELETE FROM auth_session WHERE id = ?3", "", NULL, (int64_t)id, 0, 0, 0);
+        if (r >= 0)
+                r = auth_evidence(srv, "session.close", &a, "time", t, "duration_s", dur);
+        if (change_end(srv, r) < 0)
                 return reply_storage(c, req->type);
         conn_hold_for_commit(c);
         return conn_reply(c, req->type, MAMORI_OK, NULL);
@@ -562,7 +735,7 @@ static int handle_passwd(server *srv, conn *c, const mamori_msg *req)
         int r = read_request(srv, c, req, &a);
         if (r != 0)
                 return r < 0 ? r : 0;
-        if (store_begin(server_store(srv)) < 0 || auth_evidence(srv, "auth.passwd", &a, NULL, NULL, NULL, NULL) < 0)
+        if (auth_evidence(srv, "auth.passwd", &a, NULL, NULL, NULL, NULL) < 0)
                 return reply_storage(c, req->type);
         conn_hold_for_commit(c);
         return conn_reply(c, req->type, MAMORI_OK, NULL);
@@ -593,6 +766,7 @@ static int handle_status(server *srv, conn *c, const mamori_msg *req)
         mamori_msg_put_u8(m, MAMORI_F_AUTH_TOTP, e > 0);
         r = conn_send(c, m);
         mamori_msg_free(m);
+        hold_if_batch_open(srv, c);
         return r;
 }
 
@@ -608,23 +782,28 @@ static int handle_admin(server *srv, conn *c, const mamori_msg *req)
                 return -EBADMSG;
         sqlite3 *db = db_of(srv);
         tally t;
-        if (store_begin(server_store(srv)) < 0 || tally_get(db, a.user, &t) < 0)
+        if (tally_get(db, a.user, &t) < 0)
                 return reply_storage(c, req->type);
         const char *type = "auth.unlock";
-        if (req->type == MAMORI_MSG_USER_UNLOCK) {
+        if (req->type == MAMORI_MSG_USER_UNLOCK)
                 t.failures = t.locked_until = 0;
-                r = exec_bound(db, "DELETE FROM auth_attempt WHERE user = ?1", a.user, NULL, 0, 0, 0, 0);
-        } else {
+        else {
                 t.banned = req->type == MAMORI_MSG_USER_BAN;
                 type = t.banned ? "auth.ban" : "auth.unban";
-                r = 0;
         }
         char by[16];
         snprintf(by, sizeof by, "%u", conn_uid(c));
-        if (r < 0 || tally_put(db, a.user, &t) < 0 ||
-            exec_bound(db, "UPDATE auth_tally SET ban_reason = ?2 WHERE user = ?1", a.user, reason, 0, 0, 0, 0) < 0 ||
-            server_evidence(srv, type, a.uid, "user", a.user, "by_uid", by, "reason", reason, NULL) < 0)
-                return reply_storage(c, req->type);
+        r = change_begin(srv);
+        if (r >= 0)
+                r = tally_put(db, a.user, &t);
+        if (r >= 0)
+                r = exec_bound(db, "UPDATE auth_tally SET ban_reason = ?2 WHERE user = ?1", a.user, reason, 0, 0, 0, 0);
+        if (r >= 0)
+                r = server_evidence(srv, type, a.uid, "user", a.user, "by_uid", by, "reason", reason, NULL);
+        if (change_end(srv, r) < 0)
+                return reply_storage(c, req->type); /* nothing of it stays: the account is as it was */
+        if (req->type == MAMORI_MSG_USER_UNLOCK)
+                pending_drop_user(a.user); /* attempts in flight now settle as counted failures */
         conn_hold_for_commit(c);
         return conn_reply(c, req->type, MAMORI_OK, NULL);
 }

@@ -75,6 +75,8 @@ static const struct module {
         {auth_handlers, auth_module_init},
 };
 
+static void conn_flush(server *srv, conn *c);
+
 store *server_store(server *srv) { return srv->st; }
 const mamori_config *server_config(server *srv) { return srv->cfg; }
 uid_t conn_uid(const conn *c) { return c->cred.uid; }
@@ -299,6 +301,12 @@ void server_media_changed(server *srv)
 void conn_hold_for_commit(conn *c)
 {
         c->depends = true;
+}
+
+void conn_send_now(server *srv, conn *c)
+{
+        if (!c->depends && !c->produce)
+                conn_flush(srv, c);
 }
 
 void conn_set_producer(conn *c, producer_fn fn, void *state, void (*free_state)(void *))

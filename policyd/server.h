@@ -59,6 +59,9 @@ int conn_send(conn *c, mamori_msg *m);
 int conn_reply(conn *c, uint16_t type, mamori_status status, const char *text);
 /* The reply queued so far depends on the open batch: hold it until the commit. */
 void conn_hold_for_commit(conn *c);
+/* The output queued so far depends on nothing uncommitted: send it now rather than
+ * after the batch's commit (nothing is sent while earlier output waits for it). */
+void conn_send_now(server *srv, conn *c);
 /* Starts a streaming reply; state is freed with free_state when it ends. */
 void conn_set_producer(conn *c, producer_fn fn, void *state, void (*free_state)(void *));
 

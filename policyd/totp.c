@@ -189,20 +189,30 @@ int handle_totp_enroll(server *srv, conn *c, const mamori_msg *req)
         unsigned char *secret = sodium_malloc(SECRET_MAX);
         char *uri = sodium_malloc(1024);
         int r = secret && uri ? 0 : -ENOMEM;
+        sqlite3 *db = store_writer(server_store(srv));
         if (r >= 0) {
                 randombytes_buf(secret, len);
-                r = store_begin(server_store(srv));
-        }
-        if (r >= 0)
-                r = store_secret(store_writer(server_store(srv)), user, secret, len, alg, cfg->auth.totp_digits);
-        if (r >= 0)
                 r = make_uri(user, store_host(server_store(srv)), secret, len, alg, cfg->auth.totp_digits, uri, 1024);
+        }
+        /* The secret and its auth.totp_enroll record (last) in one savepoint: both or neither. */
+        bool savepoint = false;
+        if (r >= 0 && (r = store_begin(server_store(srv))) >= 0)
+                r = sqlite3_exec(db, "SAVEPOINT totp", NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+        savepoint = r >= 0;
+        if (r >= 0)
+                r = store_secret(db, user, secret, len, alg, cfg->auth.totp_digits);
         if (r >= 0) {
                 char by[16], digits[8];
                 snprintf(by, sizeof by, "%u", conn_uid(c));
                 snprintf(digits, sizeof digits, "%u", cfg->auth.totp_digits);
                 r = server_evidence(srv, "auth.totp_enroll", uid, "user", user, "by_uid", by,
                                     "algorithm", alg, "digits", digits, NULL);
+        }
+        if (savepoint) {
+                if (r < 0)
+                        (void)sqlite3_exec(db, "ROLLBACK TO totp", NULL, NULL, NULL);
+                if (sqlite3_exec(db, "RELEASE totp", NULL, NULL, NULL) != SQLITE_OK)
+                        r = -EIO;
         }
         mamori_msg *m = NULL;
         if (r >= 0)

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -346,6 +347,49 @@ def test_unreachable(pam, pd):
     pd.start()
 
 
+def fail_evidence(pd, type_):
+    """Makes every insert of a type_ record fail in policyd's database (a trigger that
+    aborts the statement), or, with None, removes that again. The failure is real:
+    policyd's own INSERT of the record fails as on a full or broken disk."""
+    db = sqlite3.connect(os.path.join(pd.state_dir, 'evidence.db'), timeout=30)
+    if type_:
+        db.execute(f"CREATE TRIGGER mamori_test_fail BEFORE INSERT ON records WHEN NEW.type = '{type_}'"
+                   " BEGIN SELECT RAISE(ABORT, 'injected'); END")
+    else:
+        db.execute('DROP TRIGGER IF EXISTS mamori_test_fail')
+    db.commit()
+    db.close()
+
+
+def test_evidence_failure(pam, pd):
+    # R-EV-6: a state change and its evidence record commit together or not at all.
+    pd.mediactl('user', 'unlock', STAFF, user=ADMIN, check=True)
+    for _ in range(5):
+        pam.run(STAFF, 'auth', password='wrong')
+    check(status(pd, STAFF).get('locked') is True, 'R-EV-6 (set-up) locked')
+    fail_evidence(pd, 'auth.unlock')
+    try:
+        p = pd.mediactl('user', 'unlock', STAFF, user=ADMIN)
+        check(p.returncode != 0, 'R-EV-6 an unlock whose auth.unlock record cannot be stored is refused')
+        st = status(pd, STAFF)
+        check(st.get('locked') is True and st.get('failures') == 5,
+              f'R-EV-6 ...and the account stays locked: no unlock without its record ({st})')
+    finally:
+        fail_evidence(pd, None)
+    pd.mediactl('user', 'unlock', STAFF, user=ADMIN, check=True)
+    fail_evidence(pd, 'auth.fail')
+    try:
+        res, _, _ = pam.run(STAFF, 'auth', password='wrong')
+        check(res.get('auth') == 'PAM_AUTH_ERR', 'R-EV-6 a wrong password is refused when its record cannot be stored')
+        check(status(pd, STAFF).get('failures') == 0, 'R-EV-6 ...and no failure is counted without its record')
+    finally:
+        fail_evidence(pd, None)
+    res, _, _ = pam.run(STAFF, 'auth', password='wrong')
+    check(status(pd, STAFF).get('failures') == 1 and len(evidence(pd, 'auth.fail', STAFF)) >= 1,
+          'R-EV-6 with the store healthy again the failure and its record are kept')
+    pd.mediactl('user', 'unlock', STAFF, user=ADMIN, check=True)
+
+
 def test_password(pam, pd):
     # R-AUTH-5: libpwquality (what pam_pwquality calls) with the shipped settings file.
     # pam_pwhistory keeps its history by /etc/shadow, so its check is not run here.
@@ -397,6 +441,7 @@ def main():
             test_unprivileged(pam, pd)
             test_ban_account_session(pam, pd)
             test_totp(pam, pd, tmp)
+            test_evidence_failure(pam, pd)
             test_unreachable(pam, pd)
             test_password(pam, pd)
     finally:
