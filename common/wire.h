@@ -160,6 +160,8 @@ typedef enum mamori_tag {
         MAMORI_F_AUTH_REASON = 269,  /* str */
         MAMORI_F_AUTH_PID = 270,     /* u32 */
         MAMORI_F_AUTH_TOTP = 271,    /* u8: a TOTP secret is enrolled */
+        MAMORI_F_AUTH_SOURCE = 272,  /* bytes, repeated: u64 failures | i64 last, µs | source
+                                      * (rest: remote host, else tty, else "local") */
 } mamori_tag;
 
 typedef struct mamori_field {

@@ -39,6 +39,63 @@ static void user_usage(FILE *f)
                    "Common: --socket PATH\n");
 }
 
+/* One source's failed attempts, from a MAMORI_F_AUTH_SOURCE field. */
+typedef struct source_count {
+        uint64_t failures;
+        int64_t last;
+        char name[257];
+} source_count;
+
+static uint64_t get_be64(const uint8_t *p)
+{
+        uint64_t v = 0;
+        for (int i = 0; i < 8; i++)
+                v = v << 8 | p[i];
+        return v;
+}
+
+/* Decodes field f into s. Returns 0, or -EBADMSG for a field that is not one. */
+static int source_decode(const mamori_field *f, source_count *s)
+{
+        if (f->len < 16 || f->len - 16 >= sizeof s->name || !mamori_utf8_valid(f->data + 16, f->len - 16))
+                return -EBADMSG;
+        s->failures = get_be64(f->data);
+        s->last = (int64_t)get_be64(f->data + 8);
+        memcpy(s->name, f->data + 16, f->len - 16);
+        s->name[f->len - 16] = 0;
+        return 0;
+}
+
+/* Prints the per-source failure counts of a status reply (all time, most recent first). */
+static void print_sources(const mamori_msg *m, output_format fmt)
+{
+        bool first = true;
+        if (fmt == FORMAT_JSON)
+                fputs(",\"sources\":[", stdout);
+        for (size_t i = 0; i < m->n_fields; i++) {
+                source_count s;
+                if (m->fields[i].tag != MAMORI_F_AUTH_SOURCE || source_decode(&m->fields[i], &s) < 0)
+                        continue;
+                char t[32];
+                mamori_format_time(s.last, t);
+                if (fmt == FORMAT_JSON) {
+                        fputs(first ? "{\"source\":" : ",{\"source\":", stdout);
+                        print_json_string(stdout, s.name);
+                        printf(",\"failures\":%" PRIu64 ",\"last\":", s.failures);
+                        print_json_string(stdout, t);
+                        putchar('}');
+                } else {
+                        fputs(first ? "by source (all time):\n" : "", stdout);
+                        printf("  %6" PRIu64 "  last %s  ", s.failures, t);
+                        print_text_safe(stdout, s.name);
+                        putchar('\n');
+                }
+                first = false;
+        }
+        if (fmt == FORMAT_JSON)
+                putchar(']');
+}
+
 static void print_status(const mamori_msg *m, const char *user, output_format fmt)
 {
         uint64_t failures = 0, limit = 0;
@@ -59,7 +116,9 @@ static void print_status(const mamori_msg *m, const char *user, output_format fm
                 printf(",\"failures\":%" PRIu64 ",\"limit\":%" PRIu64 ",\"locked\":%s,\"locked_until\":",
                        failures, limit, locked ? "true" : "false");
                 print_json_string(stdout, t);
-                printf(",\"banned\":%s,\"totp\":%s}\n", banned ? "true" : "false", totp ? "true" : "false");
+                printf(",\"banned\":%s,\"totp\":%s", banned ? "true" : "false", totp ? "true" : "false");
+                print_sources(m, fmt);
+                puts("}");
                 return;
         }
         fputs("user:      ", stdout);
@@ -67,6 +126,7 @@ static void print_status(const mamori_msg *m, const char *user, output_format fm
         printf("\nfailures:  %" PRIu64 " of %" PRIu64 "\nlocked:    %s%s%s\nbanned:    %s\ntotp:      %s\n",
                failures, limit, locked ? "yes, until " : "no", t, "", banned ? "yes" : "no",
                totp ? "enrolled" : "not enrolled");
+        print_sources(m, fmt);
 }
 
 /* Prints the URI as a QR code with half-block characters (two modules per line). */

@@ -41,6 +41,7 @@
 
 #define USER_MAX 256
 #define FIELD_MAX 256
+#define SOURCES_MAX 32
 #define US 1000000LL
 
 typedef struct tally {
@@ -741,6 +742,36 @@ static int handle_passwd(server *srv, conn *c, const mamori_msg *req)
         return conn_reply(c, req->type, MAMORI_OK, NULL);
 }
 
+static void put_be64(uint8_t *p, uint64_t v)
+{
+        for (int i = 7; i >= 0; i--, v >>= 8)
+                p[i] = (uint8_t)v;
+}
+
+/* Adds the user's failed attempts per source (the most recent SOURCES_MAX), all
+ * time, to m. Returns 0 or -EIO. */
+static int put_sources(sqlite3 *db, const char *user, mamori_msg *m)
+{
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(db, "SELECT source, failures, last FROM auth_source WHERE user = ?1"
+                                   " ORDER BY last DESC LIMIT ?2", -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, SOURCES_MAX);
+        int r;
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+                uint8_t buf[16 + FIELD_MAX];
+                const char *src = (const char *)sqlite3_column_text(st, 0);
+                size_t n = src ? strnlen(src, FIELD_MAX) : 0;
+                put_be64(buf, (uint64_t)sqlite3_column_int64(st, 1));
+                put_be64(buf + 8, (uint64_t)sqlite3_column_int64(st, 2));
+                memcpy(buf + 16, src ? src : "", n);
+                mamori_msg_put_bytes(m, MAMORI_F_AUTH_SOURCE, buf, 16 + n);
+        }
+        sqlite3_finalize(st);
+        return r == SQLITE_DONE ? 0 : -EIO;
+}
+
 /* mediactl user status: the user's own, or anyone's for administrators. */
 static int handle_status(server *srv, conn *c, const mamori_msg *req)
 {
@@ -764,6 +795,10 @@ static int handle_status(server *srv, conn *c, const mamori_msg *req)
         mamori_msg_put_i64(m, MAMORI_F_AUTH_UNTIL, t.locked_until);
         mamori_msg_put_u8(m, MAMORI_F_AUTH_BANNED, t.banned);
         mamori_msg_put_u8(m, MAMORI_F_AUTH_TOTP, e > 0);
+        if (put_sources(db, a.user, m) < 0) {
+                mamori_msg_free(m);
+                return reply_storage(c, req->type);
+        }
         r = conn_send(c, m);
         mamori_msg_free(m);
         hold_if_batch_open(srv, c);

@@ -197,6 +197,22 @@ def test_lockout(pam, pd):
     check(len(evidence(pd, 'auth.lock', STAFF)) >= 1, 'R-EV-5 the lock is evidence')
 
 
+def test_sources(pam, pd):
+    # R-AUTH-1: failures are counted per user and per source; status shows both.
+    pd.mediactl('user', 'unlock', STAFF, user=ADMIN, check=True)
+    for _ in range(2):
+        pam.run(STAFF, 'auth', password='wrong', rhost='198.51.100.20')
+    pam.run(STAFF, 'auth', password='wrong', rhost=None, tty='tty3')
+    st = status(pd, STAFF)
+    src = dict((s['source'], s['failures']) for s in st.get('sources', []))
+    check(st.get('failures') == 3 and src.get('198.51.100.20') == 2 and src.get('tty3') == 1,
+          f'R-AUTH-1 mediactl user status shows the failures per source ({st})')
+    p = pd.mediactl('user', 'status', STAFF, user=ADMIN)
+    check(re.search(r'^\s+2\s+last \S+\s+198\.51\.100\.20$', p.stdout, re.M) is not None,
+          f'R-AUTH-1 ...also in the table form ({p.stdout!r})')
+    pd.mediactl('user', 'unlock', STAFF, user=ADMIN, check=True)
+
+
 def test_restart_and_period(pam, pd):
     # R-AUTH-1: the count survives a policyd restart.
     for _ in range(2):
@@ -436,6 +452,7 @@ def main():
             pd.start()
             test_lockout(pam, pd)
             test_restart_and_period(pam, pd)
+            test_sources(pam, pd)
             pd.mediactl('user', 'unlock', STAFF, user=ADMIN, check=True)
             test_race(pam, pd)
             test_unprivileged(pam, pd)
