@@ -333,6 +333,73 @@ def twins_only_registered_in(vm):
     wait_record(vm, "agent.unmount", "TWIN", port=pa)
 
 
+# A keyboard that is also a disk, made with the kernel's own USB gadget stack in the
+# guest (dummy_hcd + configfs: a HID function and a mass-storage function in one
+# configuration), because QEMU has no such device. The agent sees it on a controller
+# that appears after it started (closed on its own uevent) and reads both interfaces
+# from the raw descriptors before authorisation.
+BADUSB_SETUP = r"""
+set -e
+modprobe dummy_hcd
+modprobe libcomposite
+mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
+truncate -s 8M /tmp/badusb.img
+mkfs.vfat -n BAD /tmp/badusb.img >/dev/null
+G=/sys/kernel/config/usb_gadget/badusb
+mkdir $G
+echo 0x1d6b > $G/idVendor
+echo 0x0104 > $G/idProduct
+mkdir $G/strings/0x409
+echo BADUSB-1 > $G/strings/0x409/serialnumber
+echo ACME > $G/strings/0x409/manufacturer
+echo KbdDisk > $G/strings/0x409/product
+mkdir $G/functions/hid.usb0
+echo 1 > $G/functions/hid.usb0/protocol
+echo 1 > $G/functions/hid.usb0/subclass
+echo 8 > $G/functions/hid.usb0/report_length
+printf '\005\001\011\006\241\001\005\007\031\340\051\347\025\000\045\001\165\001\225\010\201\002\300' > $G/functions/hid.usb0/report_desc
+mkdir $G/functions/mass_storage.usb0
+echo /tmp/badusb.img > $G/functions/mass_storage.usb0/lun.0/file
+mkdir $G/configs/c.1
+ln -s $G/functions/hid.usb0 $G/configs/c.1/
+ln -s $G/functions/mass_storage.usb0 $G/configs/c.1/
+ls /sys/class/udc | head -n 1 > $G/UDC
+"""
+
+BADUSB_TEARDOWN = r"""
+G=/sys/kernel/config/usb_gadget/badusb
+echo > $G/UDC
+rm -f $G/configs/c.1/hid.usb0 $G/configs/c.1/mass_storage.usb0
+rmdir $G/configs/c.1 $G/functions/hid.usb0 $G/functions/mass_storage.usb0 $G/strings/0x409 $G
+"""
+
+
+def badusb_composite_refused(vm):
+    """R-ATK-1: a device that is a keyboard and a disk at once (BadUSB) is refused whole:
+    never authorised, no interface bound, nothing mounted, and the refusal recorded."""
+    r = vm.run(BADUSB_SETUP)
+    check(r.rc == 0, "gadget setup failed: %r", r.stderr)
+    try:
+        rec = wait_record(vm, "agent.verdict", "BADUSB-1", timeout=60)
+        f = rec["fields"]
+        check(f["verdict"] == "blocked" and f["reason"] == "badusb", "verdict %r", f)
+        check((f["vendor"], f["product"]) == ("1d6b", "0104"), "identity %r", f)
+        con = wait_record(vm, "agent.connect", "BADUSB-1")
+        check(con["fields"].get("class") == "badusb", "class %r", con["fields"])
+        r = vm.run(["sh", "-c", "grep -l '^BADUSB-1$' /sys/bus/usb/devices/*/serial"])
+        paths = r.stdout.split()
+        check(len(paths) == 1, "the gadget's device in sysfs: %r", paths)
+        dev = os.path.dirname(paths[0])
+        time.sleep(2)  # a wrongly authorised device would now show interfaces and a disk
+        check(vm.read(dev + "/authorized") == b"0\n", "the composite device is authorised")
+        r = vm.run(["sh", "-c", "ls -d %s/*:1.* 2>/dev/null | wc -l" % dev])
+        check(r.stdout.strip() == "0", "interfaces exist on the refused device: %r", r.stdout)
+        check(not raw_mounts(vm), "something is mounted: %r", raw_mounts(vm))
+    finally:
+        vm.run(BADUSB_TEARDOWN)
+    wait_record(vm, "agent.removal", "BADUSB-1", timeout=30)
+
+
 def hostile_serial_recorded_exactly(vm):
     serial = "$(touch /tmp/pwned)'\"../../x;`id`|日本"
     img = make_image(os.path.join(vm.workdir, "h.img"), "vfat", 16, label="H")
@@ -396,6 +463,7 @@ if __name__ == "__main__":
                             registered_mounted_read_only, restart_keeps_decision,
                             coldplug_decides_present_devices, write_grant_then_expiry,
                             revocation_and_retirement_act_at_once,
-                            registration_end_unmounts, twins_only_registered_in, hostile_serial_recorded_exactly,
+                            registration_end_unmounts, twins_only_registered_in, badusb_composite_refused,
+                            hostile_serial_recorded_exactly,
                             policyd_away],
                            install_build=True, enable=["mamori-policyd.socket", "mamori-agent.service"]))
