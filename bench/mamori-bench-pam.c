@@ -5,7 +5,8 @@
  * TOTP SHA-1, 6 digits, window 1): lockout check + password (pam_matrix under
  * pam_wrapper) + TOTP, one whole pam_start..pam_end per run, median and 99th
  * percentile. mamori's side includes its policyd (durable commits, one fsync per
- * batch) on a socket in the same temporary directory.
+ * batch) on a socket in the same temporary directory. The stacks take turns in
+ * blocks of BLOCK runs, so that both meet the same load on a shared machine.
  *
  * Codes are accepted once per 30 s step by both, so every run needs a fresh step:
  * both stacks run under libfaketime reading one timestamp file that the bench
@@ -38,6 +39,7 @@
 #define FAKETIME "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 #define USER "root"
 #define PASSWORD "Bench#pass1"
+#define BLOCK 500 /* runs per worker; the stacks take turns */
 #define T0 1893456000LL /* 2030-01-01T00:00:00Z: the fake clock's start */
 
 static char dir[] = "/tmp/mamori-bench-pam-XXXXXX";
@@ -93,7 +95,8 @@ static int64_t now_ns(void)
         return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* The worker: runs the service N times; prints "median_us p99_us failures". */
+/* The worker: runs the service N times; appends each run's nanoseconds (int64) to
+ * DIR/lat-SERVICE and prints "median_us p99_us failures" of its own runs. */
 static int worker(const char *service, long runs, long first_step)
 {
         int64_t *lat = calloc((size_t)runs, sizeof *lat);
@@ -113,10 +116,48 @@ static int worker(const char *service, long runs, long first_step)
                 lat[i] = now_ns() - t;
                 failed += r != PAM_SUCCESS;
         }
+        char p[512];
+        snprintf(p, sizeof p, "%s/lat-%s", dir, service);
+        FILE *f = fopen(p, "ab");
+        if (!f || fwrite(lat, sizeof *lat, (size_t)runs, f) != (size_t)runs || fclose(f) != 0)
+                return 3;
         qsort(lat, (size_t)runs, sizeof *lat, cmp_i64);
         printf("%.1f %.1f %ld\n", lat[runs / 2] / 1e3, lat[(runs * 99) / 100] / 1e3, failed);
+        free(lat);
         return 0;
 }
+
+/* Median and 99th percentile (µs) of every run service's workers appended. Returns
+ * the number of runs, or -1. */
+static long summarize(const char *service, double res[2])
+{
+        char p[512];
+        snprintf(p, sizeof p, "%s/lat-%s", dir, service);
+        FILE *f = fopen(p, "rb");
+        if (!f)
+                return -1;
+        size_t n = 0, alloc = 0;
+        int64_t *lat = NULL, v;
+        while (fread(&v, sizeof v, 1, f) == 1) {
+                if (n == alloc) {
+                        alloc = alloc ? alloc * 2 : 1024;
+                        int64_t *l = realloc(lat, alloc * sizeof *l);
+                        if (!l)
+                                return fclose(f), free(lat), -1;
+                        lat = l;
+                }
+                lat[n++] = v;
+        }
+        fclose(f);
+        if (n == 0)
+                return free(lat), -1;
+        qsort(lat, n, sizeof *lat, cmp_i64);
+        res[0] = lat[n / 2] / 1e3;
+        res[1] = lat[(n * 99) / 100] / 1e3;
+        free(lat);
+        return (long)n;
+}
+
 
 /* Enrolls USER's TOTP secret with policyd (as root) and keeps it for code generation. */
 static int enroll(const char *sock)
@@ -289,18 +330,43 @@ int main(int argc, char *argv[])
                 goto out;
         }
         setup(module);
-        /* Warm-up, then the measured runs; each stack gets its own range of steps. */
+        /* Warm-up (not counted), then the measured runs in alternating blocks, so that
+         * both stacks see the same machine (the host is shared: load comes and goes);
+         * the order within a block alternates too. Each stack gets its own range of
+         * TOTP steps. */
         if (run_worker(self, "bench-mamori", 100, 1, m) < 0 || run_worker(self, "bench-baseline", 100, 1, b) < 0 ||
-            run_worker(self, "bench-mamori", runs, 1000, m) < 0 ||
-            run_worker(self, "bench-baseline", runs, 1000, b) < 0) {
-                fprintf(stderr, "a worker failed\n");
+            unlink("lat-bench-mamori") < 0 || unlink("lat-bench-baseline") < 0) {
+                fprintf(stderr, "a warm-up worker failed\n");
                 goto out;
         }
+        double failed[2] = {0, 0};
+        for (long done = 0, blk = 0; done < runs; done += BLOCK, blk++) {
+                long n = runs - done < BLOCK ? runs - done : BLOCK;
+                for (int k = 0; k < 2; k++) {
+                        bool mamori = (k == 0) == (blk % 2 == 0);
+                        double res[3];
+                        if (run_worker(self, mamori ? "bench-mamori" : "bench-baseline", n, 1000 + done, res) < 0) {
+                                fprintf(stderr, "a worker failed\n");
+                                goto out;
+                        }
+                        failed[!mamori] += res[2];
+                }
+        }
+        if (summarize("bench-mamori", m) != runs || summarize("bench-baseline", b) != runs) {
+                fprintf(stderr, "the latencies could not be read back\n");
+                goto out;
+        }
+        m[2] = failed[0];
+        b[2] = failed[1];
+        double load[3] = {0, 0, 0};
+        if (getloadavg(load, 3) < 0)
+                load[0] = -1;
         printf("authentication (lockout check + password + TOTP), %ld runs each, microseconds\n", runs);
         printf("%-34s %10s %10s %9s\n", "stack", "median", "p99", "failures");
         printf("%-34s %10.1f %10.1f %9.0f\n", "pam_mamori + policyd", m[0], m[1], m[2]);
         printf("%-34s %10.1f %10.1f %9.0f\n", "pam_faillock + pam_oath", b[0], b[1], b[2]);
         printf("ratio mamori/baseline: median %.2f, p99 %.2f\n", m[0] / b[0], m[1] / b[1]);
+        printf("(blocks of %d alternating; load average at the end %.2f)\n", BLOCK, load[0]);
         ret = m[2] || b[2] ? 1 : 0; /* every run must authenticate, or the figures mean nothing */
 out:
         kill(pd, SIGTERM);
