@@ -60,6 +60,7 @@ typedef struct agent {
         bool watch_missed;      /* a watch connection was lost: decide again on the next */
         bool ready, policyd_down, quiet;
         sd_event_source *retry;
+        struct idle_watch *idle; /* idle.c; NULL when exempt or unavailable */
         agent_dev devs[AGENT_DEVICES_MAX];
 } agent;
 
@@ -141,6 +142,9 @@ void view_reload(agent_dev *dev);
  * key, value pairs. Delivered now, or spooled in order. Returns 0, or -errno when it
  * could not even be spooled (then the caller keeps storage blocked: R-EV-9). */
 int evidence_device(agent *a, const char *what, const agent_dev *dev, ...) __attribute__((sentinel));
+/* Records an event of the given type with NULL-ended key, value pairs and device_host
+ * (idle.c: session.lock etc.). Delivered or spooled like evidence_device. Returns 0 or -errno. */
+int evidence_event(agent *a, const char *type, ...) __attribute__((sentinel));
 /* Builds one EVIDENCE_SUBMIT frame. Returns 0 and a malloc'd frame, or -errno. */
 int evidence_frame(const char *type, int64_t time_us, const char *const *kv, uint8_t **ret, size_t *ret_len);
 /* Sends spooled records in order while policyd takes them. Returns the number left. */

@@ -20,6 +20,7 @@
 #include "agent.h"
 #include "cleanup.h"
 #include "client.h"
+#include "idle.h"
 #include "log.h"
 
 #define KV_MAX 40
@@ -162,6 +163,28 @@ int evidence_device(agent *a, const char *what, const agent_dev *dev, ...)
         return submit(a, f, len);
 }
 
+int evidence_event(agent *a, const char *type, ...)
+{
+        const char *kv[KV_MAX + 1];
+        size_t n = 0;
+        va_list ap;
+        va_start(ap, type);
+        for (const char *k; n + 2 < KV_MAX && (k = va_arg(ap, const char *));) {
+                kv[n++] = k;
+                kv[n++] = va_arg(ap, const char *);
+        }
+        va_end(ap);
+        kv[n++] = "device_host";
+        kv[n++] = a->host;
+        kv[n] = NULL;
+        _cleanup_free_ uint8_t *f = NULL;
+        size_t len;
+        int r = evidence_frame(type, now_us(), kv, &f, &len);
+        if (r < 0)
+                return log_error_errno(r, "Cannot build the %s record: %m", type);
+        return submit(a, f, len);
+}
+
 void agent_write_status(agent *a)
 {
         /* Readable by everyone: it holds the state and a count, no device strings. */
@@ -175,5 +198,6 @@ void agent_write_status(agent *a)
                 return;
         dprintf(fd, "state=%s\npolicyd=%s\nspool=%" PRIu64 "\ndropped=%" PRIu64 "\n", a->ready ? "ready" : "starting",
                 a->policyd_down ? "unreachable" : "ok", agent_spool_depth(a->spool), agent_spool_dropped(a->spool));
+        idle_write_status(a, fd);
         (void)renameat(dfd, "status.tmp", dfd, "status");
 }

@@ -22,6 +22,7 @@
 #include "agent.h"
 #include "cleanup.h"
 #include "client.h"
+#include "idle.h"
 #include "grant.h"
 #include "log.h"
 #include "mamori-config.h"
@@ -300,10 +301,17 @@ static int run(agent *a)
         if (r < 0)
                 return r;
         (void)sd_event_source_set_enabled(a->retry, SD_EVENT_ON);
+        /* The idle lock (idle.c). Without logind nothing can be locked: the agent goes on
+         * with device control and says so in its status (idle=unavailable); fail open for
+         * the idle lock alone, loudly, since refusing devices would not lock anything. */
+        r = idle_start(a, &a->idle);
+        if (r < 0)
+                log_error_errno(r, "Idle lock unavailable, sessions are not locked: %m");
         a->ready = true;
         agent_write_status(a);
         (void)sd_notify(0, "READY=1\nSTATUS=Devices decided");
         r = sd_event_loop(a->event);
+        idle_free(a->idle); /* locked sessions stay frozen until the next agent prompts */
         release_all(a);
         return r;
 }

@@ -409,26 +409,42 @@ int verb_evidence(int argc, char *argv[])
         return 0;
 }
 
-/* The agent's line: its own status file (state, policyd reachability, spool depth),
- * shown even when policyd is down, which is when the spool depth matters. */
+/* The agent's lines: its own status file (state, policyd reachability, spool depth; the
+ * idle lock's timeout, exemption and locked sessions), shown even when policyd is down,
+ * which is when the spool depth matters. */
 static void agent_status(void)
 {
         _cleanup_fclose_ FILE *f = fopen("/run/mamori-agent/status", "re");
-        char line[64], state[32] = "?", policyd[32] = "?", spool[24] = "?";
+        char line[640], state[32] = "?", policyd[32] = "?", spool[24] = "?";
+        char idle[16] = "?", timeout[16] = "?", sessions[16] = "?", locked[16] = "?", by[160] = "", why[520] = "";
         if (!f) {
                 puts("agent: not running");
                 return;
         }
+        const struct {
+                const char *key;
+                char *buf;
+                size_t size;
+        } keys[] = {
+                {"state=", state, sizeof state},       {"policyd=", policyd, sizeof policyd},
+                {"spool=", spool, sizeof spool},       {"idle=", idle, sizeof idle},
+                {"idle_timeout=", timeout, sizeof timeout}, {"idle_sessions=", sessions, sizeof sessions},
+                {"idle_locked=", locked, sizeof locked},    {"idle_exempt_approver=", by, sizeof by},
+                {"idle_exempt_reason=", why, sizeof why},
+        };
         while (fgets(line, sizeof line, f)) {
                 line[strcspn(line, "\n")] = 0;
-                if (!strncmp(line, "state=", 6))
-                        snprintf(state, sizeof state, "%.*s", (int)sizeof state - 1, line + 6);
-                else if (!strncmp(line, "policyd=", 8))
-                        snprintf(policyd, sizeof policyd, "%.*s", (int)sizeof policyd - 1, line + 8);
-                else if (!strncmp(line, "spool=", 6))
-                        snprintf(spool, sizeof spool, "%.*s", (int)sizeof spool - 1, line + 6);
+                for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                        if (!strncmp(line, keys[i].key, strlen(keys[i].key)))
+                                snprintf(keys[i].buf, keys[i].size, "%.*s", (int)keys[i].size - 1,
+                                         line + strlen(keys[i].key));
         }
         printf("agent: %s, policyd %s, spool %s records\n", state, policyd, spool);
+        if (streq(idle, "exempt"))
+                printf("idle lock: exempt (approved by %s: %s)\n", by, why);
+        else
+                printf("idle lock: %s, timeout %s s, %s sessions watched, %s locked\n", idle, timeout, sessions,
+                       locked);
 }
 
 int verb_status(int argc, char *argv[])
