@@ -44,6 +44,7 @@ static const char *const type_names[_MAMORI_MSG_MAX] = {
         [MAMORI_MSG_EVIDENCE_ANCHOR] = "evidence-anchor",
         [MAMORI_MSG_EVIDENCE_ROTATE] = "evidence-rotate",
         [MAMORI_MSG_EVIDENCE_PURGE] = "evidence-purge",
+        [MAMORI_MSG_EVIDENCE_TRANSFER] = "evidence-transfer",
         [MAMORI_MSG_MEDIA_REGISTER] = "media-register",
         [MAMORI_MSG_MEDIA_CHANGE] = "media-change",
         [MAMORI_MSG_MEDIA_RETIRE] = "media-retire",

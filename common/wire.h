@@ -48,6 +48,7 @@ typedef enum mamori_msg_type {
         MAMORI_MSG_EVIDENCE_ANCHOR = 19,
         MAMORI_MSG_EVIDENCE_ROTATE = 20,
         MAMORI_MSG_EVIDENCE_PURGE = 21,
+        MAMORI_MSG_EVIDENCE_TRANSFER = 22, /* any user: a file they encrypted or decrypted */
         /* 48-95: media ledger, managers, grants, decisions (policyd/media.c, grants.c) */
         MAMORI_MSG_MEDIA_REGISTER = 48,   /* admin: a new ledger entry */
         MAMORI_MSG_MEDIA_CHANGE = 49,     /* admin: change ledger fields */

@@ -3,10 +3,12 @@
  * anchor, rotate and purge (R-EV-1..R-EV-11). */
 #include <errno.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cleanup.h"
 #include "evdb.h"
 #include "handlers.h"
 #include "log.h"
@@ -80,6 +82,170 @@ static int handle_submit(server *srv, conn *c, const mamori_msg *req)
         r = store_append(server_store(srv), rec, &seq);
         if (r < 0)
                 /* Not stored: the submitter hears so and keeps (spools) its record. */
+                return conn_reply(c, req->type, r == -EINVAL ? MAMORI_E_INVALID : MAMORI_E_STORAGE,
+                                  r == -EINVAL ? "record too large" : "evidence could not be stored");
+        mamori_msg *m;
+        r = mamori_msg_new(req->type, MAMORI_OK, &m);
+        if (r < 0)
+                return r;
+        mamori_msg_put_u64(m, MAMORI_F_EV_SEQ, seq);
+        r = conn_send(c, m);
+        mamori_msg_free(m);
+        conn_hold_for_commit(c); /* "ok" leaves only once the record is durable */
+        return r;
+}
+
+/*
+ * Transfers by mediactl encrypt/decrypt (R-EV-1, R-EV-2, R-EV-9): any local user may
+ * record their own, so everything that says who and where comes from policyd: user
+ * and uid from SO_PEERCRED, host from policyd's host, via "mediactl". The client
+ * sends only these pairs, each once; values are recorded exactly as sent (a hostile
+ * file name is evidence too) but bounded, and anything else is refused. The agent's
+ * media view sends the same type and keys through EVIDENCE_SUBMIT with via="view".
+ */
+#define TRANSFER_NAME_MAX 255u   /* NAME_MAX: file and stored_name are basenames */
+#define TRANSFER_PATH_MAX 4096u  /* PATH_MAX */
+#define TRANSFER_MEDIUM_MAX 64u  /* MAMORI_MEDIA_NO_MAX */
+
+enum { T_FILE, T_SIZE, T_DIRECTION, T_FORM, T_SOURCE_PATH, T_STORED_NAME, T_MEDIUM, _T_MAX };
+static const char *const transfer_keys[_T_MAX] = {
+        [T_FILE] = "file",         [T_SIZE] = "size",
+        [T_DIRECTION] = "direction", [T_FORM] = "form",
+        [T_SOURCE_PATH] = "source_path", [T_STORED_NAME] = "stored_name",
+        [T_MEDIUM] = "medium",
+};
+
+/* A basename: 1..255 bytes, no '/', not "." or "..". */
+static bool transfer_name_valid(const char *s)
+{
+        size_t n = strlen(s);
+        return n > 0 && n <= TRANSFER_NAME_MAX && !strchr(s, '/') && strcmp(s, ".") != 0 &&
+               strcmp(s, "..") != 0;
+}
+
+/* Decimal digits only, no leading zero, fits 64 bits. */
+static bool transfer_size_valid(const char *s)
+{
+        uint64_t v = 0;
+        if (!*s || (s[0] == '0' && s[1]) || strlen(s) > 20)
+                return false;
+        for (const char *p = s; *p; p++) {
+                if (*p < '0' || *p > '9' || v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+                        return false;
+                v = v * 10 + (uint64_t)(*p - '0');
+        }
+        return true;
+}
+
+/* Why value cannot be recorded as key, or NULL if it can. */
+static const char *transfer_value_problem(int k, const char *v)
+{
+        switch (k) {
+        case T_FILE:
+        case T_STORED_NAME:
+                return transfer_name_valid(v) ? NULL : "file and stored_name must be file names (1-255 bytes, no '/')";
+        case T_SIZE:
+                return transfer_size_valid(v) ? NULL : "size must be a decimal byte count";
+        case T_DIRECTION:
+                return streq(v, "output") || streq(v, "input") ? NULL : "direction must be output or input";
+        case T_FORM:
+                return streq(v, "plaintext") || streq(v, "age-org") || streq(v, "age-passphrase")
+                               ? NULL
+                               : "form must be plaintext, age-org or age-passphrase";
+        case T_SOURCE_PATH:
+                return v[0] == '/' && strlen(v) <= TRANSFER_PATH_MAX ? NULL
+                                                                     : "source_path must be an absolute path (at most 4096 bytes)";
+        case T_MEDIUM:
+                return strlen(v) <= TRANSFER_MEDIUM_MAX ? NULL : "medium is at most 64 bytes";
+        }
+        return "unknown field";
+}
+
+/* Reads the client's pairs into v[]. Returns NULL, or why the request is refused;
+ * -EBADMSG in *r for a message that does not decode (drops the peer). */
+static const char *transfer_read(const mamori_msg *req, const char *v[_T_MAX], int *r)
+{
+        *r = 0;
+        for (size_t i = 0; i < req->n_fields; i++) {
+                char key[MAMORI_PAIR_KEY_MAX + 1];
+                const char *val;
+                int k;
+                if (req->fields[i].tag != MAMORI_F_EV_PAIR ||
+                    mamori_field_pair(&req->fields[i], key, &val) < 0) {
+                        *r = -EBADMSG;
+                        return NULL;
+                }
+                if (streq(key, "user") || streq(key, "uid") || streq(key, "host") || streq(key, "via"))
+                        return "user, uid, host and via are policyd's to set";
+                for (k = 0; k < _T_MAX && !streq(key, transfer_keys[k]); k++)
+                        ;
+                if (k == _T_MAX)
+                        return "unknown field in a transfer record";
+                if (v[k])
+                        return "a field is given twice";
+                const char *why = transfer_value_problem(k, val);
+                if (why)
+                        return why;
+                v[k] = val;
+        }
+        for (int k = 0; k < _T_MAX; k++)
+                if (!v[k])
+                        return "a transfer record needs file, size, direction, form, source_path, stored_name and medium";
+        return NULL;
+}
+
+/* Builds the media.output / media.input record for the peer. Returns 0 or -errno. */
+static int transfer_record(server *srv, conn *c, const char *v[_T_MAX], mamori_record **ret)
+{
+        _cleanup_(mamori_record_freep) mamori_record *rec = NULL;
+        char uid[16], name_buf[16];
+        uid_t u = conn_uid(c);
+        struct passwd *pw = getpwuid(u);
+        int r = mamori_record_new(&rec);
+        if (r < 0)
+                return r;
+        snprintf(uid, sizeof uid, "%u", (unsigned)u);
+        /* a uid without a passwd entry is recorded as its number */
+        snprintf(name_buf, sizeof name_buf, "%u", (unsigned)u);
+        rec->uid = u;
+        rec->time_us = mamori_now_us();
+        rec->clock_synced = mamori_clock_synced_cached();
+        r = mamori_record_set(rec, &rec->type, streq(v[T_DIRECTION], "output") ? "media.output" : "media.input");
+        if (r >= 0)
+                r = mamori_record_set(rec, &rec->component, "mediactl");
+        if (r >= 0)
+                r = mamori_record_add(rec, "user", pw ? pw->pw_name : name_buf);
+        if (r >= 0)
+                r = mamori_record_add(rec, "uid", uid);
+        if (r >= 0)
+                r = mamori_record_add(rec, "host", store_host(server_store(srv)));
+        if (r >= 0)
+                r = mamori_record_add(rec, "via", "mediactl");
+        for (int k = 0; r >= 0 && k < _T_MAX; k++)
+                r = mamori_record_add(rec, transfer_keys[k], v[k]);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(rec);
+        return 0;
+}
+
+/* A user's own transfer; answered "ok" only once the record is durable (R-EV-9). */
+static int handle_transfer(server *srv, conn *c, const mamori_msg *req)
+{
+        const char *v[_T_MAX] = {0};
+        mamori_record *rec;
+        uint64_t seq;
+        int r;
+        const char *why = transfer_read(req, v, &r);
+        if (r < 0)
+                return r;
+        if (why)
+                return conn_reply(c, req->type, MAMORI_E_INVALID, why);
+        r = transfer_record(srv, c, v, &rec);
+        if (r < 0)
+                return r == -ENOMEM ? r : conn_reply(c, req->type, MAMORI_E_INVALID, "record not acceptable");
+        r = store_append(server_store(srv), rec, &seq);
+        if (r < 0)
                 return conn_reply(c, req->type, r == -EINVAL ? MAMORI_E_INVALID : MAMORI_E_STORAGE,
                                   r == -EINVAL ? "record too large" : "evidence could not be stored");
         mamori_msg *m;
@@ -389,5 +555,7 @@ const handler evidence_handlers[] = {
         {MAMORI_MSG_EVIDENCE_ANCHOR, ROLE_ROOT | ROLE_ADMIN | ROLE_MANAGER | ROLE_AUDITOR, handle_anchor},
         {MAMORI_MSG_EVIDENCE_ROTATE, ROLE_ROOT, handle_rotate},
         {MAMORI_MSG_EVIDENCE_PURGE, ROLE_ROOT, handle_purge},
+        /* any user, about their own transfer: policyd fills in who (SO_PEERCRED) */
+        {MAMORI_MSG_EVIDENCE_TRANSFER, ROLE_USER, handle_transfer},
         {0},
 };

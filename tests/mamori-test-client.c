@@ -8,6 +8,8 @@
  *   oversize             announce a frame over the cap; print "dropped" or "served"
  *   bad-submit           a submission with a field policyd does not know
  *   submit TYPE TIME_US KEY=VALUE...   one record with exactly these fields; prints its seq
+ *   transfer KEY=VALUE...              an evidence-transfer request with exactly these
+ *                        pairs; prints the status, the seq and policyd's text
  * The socket is $MAMORI_SOCKET.
  */
 #include <errno.h>
@@ -106,6 +108,29 @@ int main(int argc, char *argv[])
                 uint64_t seq = 0;
                 (void)mamori_msg_get_u64(r, MAMORI_F_EV_SEQ, &seq);
                 printf("%s %llu\n", mamori_status_to_string(r->status), (unsigned long long)seq);
+                mamori_msg_free(r);
+                return 0;
+        }
+        if (strcmp(argv[1], "transfer") == 0) {
+                mamori_msg *m, *r;
+                if (mamori_msg_new(MAMORI_MSG_EVIDENCE_TRANSFER, 0, &m) < 0)
+                        return 3;
+                for (int i = 2; i < argc; i++) {
+                        char *eq = strchr(argv[i], '=');
+                        if (!eq)
+                                return 2;
+                        *eq = 0;
+                        mamori_msg_put_pair(m, MAMORI_F_EV_PAIR, argv[i], eq + 1);
+                }
+                int k = mamori_client_call(fd, m, &r);
+                mamori_msg_free(m);
+                if (k < 0)
+                        return 3;
+                uint64_t seq = 0;
+                const char *text = "";
+                (void)mamori_msg_get_u64(r, MAMORI_F_EV_SEQ, &seq);
+                (void)mamori_msg_get_str(r, MAMORI_F_TEXT, MAMORI_STR_MAX, &text);
+                printf("%s %llu %s\n", mamori_status_to_string(r->status), (unsigned long long)seq, text);
                 mamori_msg_free(r);
                 return 0;
         }

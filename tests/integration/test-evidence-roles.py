@@ -11,8 +11,10 @@ from mamori_test import TEST_CLIENT, Policyd, check, done
 # Requests any local user may send (policyd then checks that a user asks only about
 # their own account: a screen locker authenticates its own user). Everything else
 # needs a role.
+# evidence-transfer: a user records their own mediactl encrypt/decrypt (policyd names the
+# user from the socket; R-EV-1).
 OPEN_TO_ALL = {'ping', 'status', 'auth-preauth', 'auth-fail', 'auth-success', 'auth-account',
-               'user-status'}
+               'user-status', 'evidence-transfer'}
 
 
 def ping(sock):
