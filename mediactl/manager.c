@@ -26,7 +26,7 @@
 #define SALT_LEN crypto_pwhash_SALTBYTES
 #define NONCE_LEN crypto_secretbox_NONCEBYTES
 #define KEY_FILE_LEN (8 + 8 + 8 + SALT_LEN + NONCE_LEN + crypto_secretbox_MACBYTES + MAMORI_GRANT_SK_LEN)
-#define PASS_MAX 1024
+#define PASS_MAX CTL_PASS_MAX
 #define PASS_MIN 8
 
 static void sodium_freep(void *p)
@@ -55,9 +55,7 @@ static int read_line(int fd, char *pass)
         return (int)n;
 }
 
-/* Reads a passphrase from pass_fd (>= 0) or the terminal with echo off. Returns its
- * length, or a negative errno with the reason printed. */
-static int read_passphrase(int pass_fd, const char *prompt, char *pass)
+int ctl_read_passphrase(int pass_fd, const char *prompt, char *pass)
 {
         if (pass_fd >= 0) {
                 int r = read_line(pass_fd, pass);
@@ -76,15 +74,17 @@ static int read_passphrase(int pass_fd, const char *prompt, char *pass)
         raw = old;
         raw.c_lflag &= ~(ECHO | ECHONL);
         raw.c_lflag |= ICANON;
-        (void)!write(tty, prompt, strlen(prompt));
+        /* echo off before the prompt: an answer typed as soon as the prompt shows must
+         * not be flushed away by TCSAFLUSH */
         tcsetattr(tty, TCSAFLUSH, &raw);
+        (void)!write(tty, prompt, strlen(prompt));
         int r = read_line(tty, pass);
         tcsetattr(tty, TCSAFLUSH, &old);
         (void)!write(tty, "\n", 1);
         return r;
 }
 
-static int parse_fd(const char *s)
+int ctl_parse_fd(const char *s)
 {
         char *end;
         errno = 0;
@@ -148,7 +148,7 @@ int manager_load_key(const char *path, int pass_fd, uint8_t *sk)
         _cleanup_(sodium_freep) uint8_t *key = sodium_malloc(crypto_secretbox_KEYBYTES);
         if (!pass || !key)
                 return -ENOMEM;
-        int r = read_passphrase(pass_fd, "Manager key passphrase: ", pass);
+        int r = ctl_read_passphrase(pass_fd, "Manager key passphrase: ", pass);
         if (r < 0)
                 return r;
         const uint8_t *salt = buf + 24, *nonce = salt + SALT_LEN, *box = nonce + NONCE_LEN;
@@ -177,7 +177,7 @@ static int keygen(int argc, char *argv[])
         while ((o = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
                 if (o == 'k')
                         path = optarg;
-                else if (o == 'F' && (pass_fd = parse_fd(optarg)) >= 0)
+                else if (o == 'F' && (pass_fd = ctl_parse_fd(optarg)) >= 0)
                         continue;
                 else {
                         fprintf(o == 'h' ? stdout : stderr,
@@ -197,10 +197,10 @@ static int keygen(int argc, char *argv[])
         _cleanup_(sodium_freep) uint8_t *key = sodium_malloc(crypto_secretbox_KEYBYTES);
         if (!pass || !again || !sk || !key)
                 return EXIT_UNAVAILABLE;
-        int n = read_passphrase(pass_fd, "New passphrase: ", pass);
+        int n = ctl_read_passphrase(pass_fd, "New passphrase: ", pass);
         if (n < 0)
                 return EXIT_USAGE;
-        if (pass_fd < 0 && (read_passphrase(-1, "Again: ", again) < 0 || !streq(pass, again))) {
+        if (pass_fd < 0 && (ctl_read_passphrase(-1, "Again: ", again) < 0 || !streq(pass, again))) {
                 fprintf(stderr, "mediactl: the passphrases differ\n");
                 return EXIT_USAGE;
         }

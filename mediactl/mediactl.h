@@ -58,3 +58,22 @@ int ctl_stream(int fd, mamori_msg *req, int (*each)(const mamori_msg *m, void *u
  * (MAMORI_GRANT_SK_LEN bytes, sodium_malloc'd by the caller). Prints why not. Returns 0,
  * -EBADE for a wrong passphrase, or another negative errno. */
 int manager_load_key(const char *path, int pass_fd, uint8_t *sk);
+/* manager.c: passphrases (key.c, crypt.c too). Reads one line from pass_fd (>= 0), or
+ * from the terminal with echo off after printing prompt, into pass (CTL_PASS_MAX + 1
+ * bytes, the caller's locked memory). Returns its length, or -errno with the reason
+ * printed. */
+#define CTL_PASS_MAX 1024
+int ctl_read_passphrase(int pass_fd, const char *prompt, char *pass);
+/* Parses a descriptor number 0..65535. Returns it or -EINVAL. */
+int ctl_parse_fd(const char *s);
+
+int verb_key(int argc, char *argv[]);     /* key.c */
+int verb_encrypt(int argc, char *argv[]); /* crypt.c */
+int verb_decrypt(int argc, char *argv[]); /* crypt.c */
+/* key.c: the organisation key directory: --keys-dir, else crypto.keys_dir of --config
+ * FILE (default the installed policy file; a missing file means the defaults). Prints
+ * why not. Returns a malloc'd path, or NULL. */
+char *ctl_keys_dir(const char *keys_dir_arg, const char *config_arg);
+/* key.c: prints why the organisation keys cannot be used (r from common/orgkeys.h). */
+void ctl_orgkeys_error(const char *dir, int r);
+
