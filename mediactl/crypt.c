@@ -89,7 +89,9 @@ static int output_open(output *o, const char *path, bool force)
         o->base = strdup(basename(b));
         if (!o->dir || !o->base)
                 return EXIT_UNAVAILABLE;
-        if (!*o->base || streq(o->base, ".") || streq(o->base, "..") || streq(o->base, "/")) {
+        /* checked before anything is recorded: a name the rename would refuse */
+        if (!*o->base || streq(o->base, ".") || streq(o->base, "..") || streq(o->base, "/") ||
+            strlen(o->base) > NAME_MAX) {
                 ctl_bad_value("not an output file name", path);
                 return EXIT_USAGE;
         }

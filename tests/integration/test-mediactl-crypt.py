@@ -177,6 +177,11 @@ def test_interop_org(pd, keys, d):
         p = pd.mediactl('decrypt', '--keys-dir', keys, '-o', out, ref)
         check(p.returncode == 0 and read(out) == data, f'{name}: age -r -> mediactl decrypt')
         check(stat.S_IMODE(os.stat(out).st_mode) == 0o600, f'{name}: decrypted output is 0600')
+    recs = [r['fields'] for r in records(pd, 'media.input') if r['fields'].get('file') == 'chunk1.ref.age']
+    check(len(recs) == 1 and recs[0].get('size') == '65537' and recs[0].get('direction') == 'input'
+          and recs[0].get('form') == 'age-org' and recs[0].get('stored_name') == 'chunk1.out'
+          and recs[0].get('source_path') == os.path.join(d, 'chunk1.ref.age'),
+          'media.input: plaintext size, form, source and stored name (R-EV-2)')
     other = subprocess.run(['age-keygen'], capture_output=True, text=True).stdout
     other_rcp = [l.split()[-1] for l in other.splitlines() if 'public key' in l][0]
     foreign = os.path.join(d, 'foreign.age')
@@ -211,6 +216,11 @@ def test_interop_passphrase(pd, d):
     p = pd.mediactl('decrypt', '--passphrase-fd', '0', '-o', os.path.join(d, 'pw.from-age'), ref,
                     input=PASS + '\n', user=None)
     check(p.returncode == 0 and read(os.path.join(d, 'pw.from-age')) == data, 'age -p -> mediactl decrypt')
+    recs = [r['fields'] for r in records(pd, 'media.input') if r['fields'].get('file') == 'pw.ref.age']
+    check(len(recs) == 1 and recs[0].get('form') == 'age-passphrase' and recs[0].get('size') == str(len(data)),
+          'a passphrase decryption is recorded as form age-passphrase')
+    recs = [r['fields'] for r in records(pd, 'media.output') if r['fields'].get('stored_name') == 'pw.age']
+    check(len(recs) == 1 and recs[0].get('form') == 'age-passphrase', '...and a passphrase encryption too')
     p = pd.mediactl('decrypt', '--passphrase-fd', '0', '-o', os.path.join(d, 'pw.wrong'), ref,
                     input='wrong passphrase\n')
     check(p.returncode == 1 and 'passphrase does not' in p.stderr and not os.path.exists(os.path.join(d, 'pw.wrong')),
@@ -304,6 +314,10 @@ def test_refusals(pd, keys, d):
     check(p.returncode == 1 and read(src) == b'new content', 'decrypt does not replace the plaintext either')
     p = pd.mediactl('decrypt', '--keys-dir', keys, src)
     check(p.returncode == 2 and '.age' in p.stderr, 'decrypt of a name without .age needs -o')
+    long = os.path.join(d, 'n' * 253)
+    write(long, b'x')
+    p = pd.mediactl('encrypt', '--keys-dir', keys, long)
+    check(p.returncode == 2 and not leftovers(d), 'an output name over 255 bytes is refused before anything is done')
     check(not leftovers(d), 'no temporary files are left')
 
     # policyd answers the connection but never stores the record: the encryption has
