@@ -39,12 +39,21 @@ int usb_set_authorized(const char *syspath, bool on)
 
 int usb_default_deny(agent *a)
 {
+        /* Controllers that register later (their driver loads after the agent, as xhci
+         * often does at boot) take usbcore's authorized_default when they register: set
+         * it to 0 first, so a stick present at boot on such a controller is never let in
+         * before the agent decides it. The unit loads usbcore before the agent starts. */
+        int r = sysfs_write("/sys/module/usbcore", "parameters/authorized_default", "0");
+        if (r == -ENOENT) /* no usbcore (yet): no controller can exist; later ones are closed on their uevent */
+                log_warning("usbcore is not loaded: controllers registering later are closed on their uevent.");
+        else if (r < 0) /* a controller that registers later is closed on its uevent, with a short window */
+                log_error_errno(r, "Cannot set usbcore's authorized_default=0: %m");
         _cleanup_(udev_enumerate_unrefp) struct udev_enumerate *e = udev_enumerate_new(a->udev);
         if (!e)
                 return -ENOMEM;
         udev_enumerate_add_match_subsystem(e, "usb");
         udev_enumerate_add_match_sysattr(e, "authorized_default", NULL);
-        int r = udev_enumerate_scan_devices(e);
+        r = udev_enumerate_scan_devices(e);
         if (r < 0)
                 return r;
         int n = 0;
