@@ -113,39 +113,77 @@ static bool fd_read_only(int fdinfo_dir, const char *fd)
         return (flags & O_ACCMODE) == O_RDONLY;
 }
 
-void view_source_path(view *v, pid_t pid, const char *base, char *ret, size_t size)
+/* True if path names base outside the view. */
+static bool names_source(view *v, const char *path, const char *base)
 {
-        ret[0] = 0;
+        size_t mlen = strlen(v->mountpoint);
+        const char *slash = strrchr(path, '/');
+        return path[0] == '/' && slash && streq(slash + 1, base) &&
+               !(strncmp(path, v->mountpoint, mlen) == 0 && (path[mlen] == '/' || !path[mlen]));
+}
+
+/* From the caller's open descriptors: needs ptrace access to another user's process
+ * (CAP_SYS_PTRACE), which the agent's unit does not grant. */
+static bool source_from_fds(view *v, pid_t pid, const char *base, char *ret, size_t size)
+{
         char path[64];
         snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
         _cleanup_close_ int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         snprintf(path, sizeof path, "/proc/%d/fdinfo", (int)pid);
         _cleanup_close_ int ifd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0 || ifd < 0)
-                return;
-        int dup_fd = dup(dfd);
+        int dup_fd = dfd >= 0 && ifd >= 0 ? dup(dfd) : -1;
         DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
         if (!d) {
                 if (dup_fd >= 0)
                         close(dup_fd);
-                return;
+                return false;
         }
-        size_t mlen = strlen(v->mountpoint);
-        for (struct dirent *e; (e = readdir(d));) {
+        bool found = false;
+        for (struct dirent *e; !found && (e = readdir(d));) {
                 char target[PATH_MAX];
                 ssize_t n = readlinkat(dfd, e->d_name, target, sizeof target - 1);
                 if (n <= 0)
                         continue;
                 target[n] = 0;
-                const char *slash = strrchr(target, '/');
                 struct stat st;
-                if (target[0] != '/' || !slash || !streq(slash + 1, base) ||
-                    (strncmp(target, v->mountpoint, mlen) == 0 && (target[mlen] == '/' || !target[mlen])))
-                        continue;
-                if (fstatat(dfd, e->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode) || !fd_read_only(ifd, e->d_name))
+                if (!names_source(v, target, base) || fstatat(dfd, e->d_name, &st, 0) < 0 ||
+                    !S_ISREG(st.st_mode) || !fd_read_only(ifd, e->d_name))
                         continue;
                 snprintf(ret, size, "%s", target);
-                break;
+                found = true;
         }
         closedir(d);
+        return found;
+}
+
+/* From the caller's command line (readable without privilege): an absolute argument
+ * naming an existing regular file with the same name, e.g. cp's source. What the
+ * caller said, not what it opened. */
+static bool source_from_cmdline(view *v, pid_t pid, const char *base, char *ret, size_t size)
+{
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        _cleanup_free_ char *buf = malloc(65536);
+        ssize_t n = buf ? read(fd, buf, 65535) : -1;
+        if (n <= 0)
+                return false;
+        buf[n] = 0;
+        for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
+                struct stat st;
+                if (names_source(v, a, base) && stat(a, &st) == 0 && S_ISREG(st.st_mode)) {
+                        snprintf(ret, size, "%s", a);
+                        return true;
+                }
+        }
+        return false;
+}
+
+void view_source_path(view *v, pid_t pid, const char *base, char *ret, size_t size)
+{
+        ret[0] = 0;
+        if (!source_from_fds(v, pid, base, ret, size))
+                (void)source_from_cmdline(v, pid, base, ret, size);
 }

@@ -3,16 +3,14 @@
  * Names in the view and on the medium. A file the user sees as "foo" is stored as
  * "foo.age" (encrypted) or "foo" (plaintext, never ending in ".age"); when both exist
  * the encrypted one is shown. Names the view uses itself (".mamori-*") are hidden and
- * refused. Every path is resolved beneath the raw mount with openat2 without following
- * any symlink or crossing a mount (a medium could carry a symlink to /etc).
+ * refused. Every path is resolved beneath the raw mount without following any symlink
+ * or crossing a mount (a medium could carry a symlink to /etc).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -37,17 +35,37 @@ int view_name_check(const char *base)
         return 0;
 }
 
-/* Opens dir (relative to the raw mount, "" for its root) beneath it. */
+/* Opens dir (relative to the raw mount, "" for its root) beneath it, one component at a
+ * time with O_NOFOLLOW, staying on the medium's filesystem. (Not openat2: the agent's
+ * unit's system call filter answers it with ENOSYS on systemd 252.) */
 static int open_beneath(view *v, const char *dir)
 {
-        struct open_how how = {
-                .flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
-                .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
-        };
-        long fd = syscall(SYS_openat2, v->raw_fd, dir[0] ? dir : ".", &how, sizeof how);
+        struct stat root, st;
+        if (fstat(v->raw_fd, &root) < 0)
+                return -errno;
+        _cleanup_free_ char *copy = strdup(dir);
+        if (!copy)
+                return -ENOMEM;
+        int fd = openat(v->raw_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
-                return errno == ELOOP || errno == EXDEV ? -ENOENT : -errno; /* a symlink: as if absent */
-        return (int)fd;
+                return -errno;
+        for (char *s, *tok = strtok_r(copy, "/", &s); tok; tok = strtok_r(NULL, "/", &s)) {
+                if (streq(tok, ".") || streq(tok, "..")) { /* never up, never out */
+                        close(fd);
+                        return -ENOENT;
+                }
+                int nfd = openat(fd, tok, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                int e = errno;
+                close(fd);
+                if (nfd < 0) /* a symlink (ELOOP) or not a directory: as if absent */
+                        return e == ELOOP || e == ENOTDIR ? -ENOENT : -e;
+                if (fstat(nfd, &st) < 0 || st.st_dev != root.st_dev) { /* another mount: refused */
+                        close(nfd);
+                        return -ENOENT;
+                }
+                fd = nfd;
+        }
+        return fd;
 }
 
 int view_open_dir(view *v, const char *path)

@@ -155,8 +155,9 @@ static void *rights_thread(void *arg)
                 }
                 int sig = sigtimedwait(&ss, NULL, &ts);
                 if (sig == SIGHUP) {
-                        log_info("Reload: asking policyd again, reading the recipient again.");
+                        log_info("Reload: asking policyd again, reading the keys again.");
                         (void)view_keys_load(v, false);
+                        atomic_store(&v->reload_ids, true); /* the identities: by the FUSE thread */
                 }
                 int r = view_rights_refresh(v);
                 if (r < 0)

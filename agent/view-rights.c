@@ -133,11 +133,17 @@ int view_keys_load(view *v, bool identities)
         pthread_mutex_unlock(&v->lock);
         if (r < 0)
                 log_error_errno(r, "No organisation recipient in %s: encrypted writes will fail: %m", v->keys_dir);
-        if (identities && !v->ids) {
-                int k = mamori_orgkeys_identities(v->keys_dir, &v->ids, &v->n_ids);
-                if (k < 0) /* encrypted files cannot be read (fail closed) */
-                        log_error_errno(k, "No organisation identities in %s: encrypted files cannot be read: %m",
-                                        v->keys_dir);
+        if (identities) {
+                mamori_age_identity **ids = NULL;
+                size_t n = 0;
+                int k = mamori_orgkeys_identities(v->keys_dir, &ids, &n);
+                if (k < 0) /* none held: encrypted files cannot be read (fail closed) */
+                        log_error_errno(k, "Cannot read the organisation identities in %s: %m", v->keys_dir);
+                else {
+                        mamori_age_identities_free(v->ids, v->n_ids);
+                        v->ids = ids;
+                        v->n_ids = n;
+                }
                 r = r < 0 ? r : k;
         }
         return r;
@@ -204,6 +210,8 @@ static uint8_t modes_for(view *v, const char *user, char groups[][MAMORI_NAME_MA
 
 int view_caller_get(view *v, view_caller *c)
 {
+        if (atomic_exchange(&v->reload_ids, false)) /* after a reload: a rotated key opens new files */
+                (void)view_keys_load(v, true);
         struct fuse_context *ctx = fuse_get_context();
         return view_caller_fill(v, ctx->uid, ctx->gid, ctx->pid, c);
 }

@@ -23,6 +23,7 @@
 #include <fuse.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -57,8 +58,9 @@ typedef struct view {
         view_rights rights;
         mamori_age_recipient recipient;
         bool have_recipient;
-        mamori_age_identity **ids;
+        mamori_age_identity **ids; /* used by the FUSE thread only */
         size_t n_ids;
+        _Atomic bool reload_ids;   /* set on SIGHUP: the FUSE thread reads them again */
         view_node *nodes;
 } view;
 
@@ -87,8 +89,9 @@ view_form view_form_for(uint8_t modes);
 /* Asks policyd about the medium and stores the answer. Returns 0, or -errno (then the
  * rights are cleared: nothing is allowed until an answer comes, fail closed). */
 int view_rights_refresh(view *v);
-/* Reads the recipient (and, once, the identities) from the keys directory. Returns 0 or
- * -errno; a missing recipient leaves have_recipient false (encrypted writes fail). */
+/* Reads the recipient (and, with identities, the identities, replacing those held: FUSE
+ * thread only) from the keys directory. Returns 0 or -errno; a missing recipient leaves
+ * have_recipient false (encrypted writes fail), missing identities keep those held. */
 int view_keys_load(view *v, bool identities);
 /* Fills c for the current FUSE request. Returns 0, or -EACCES when the caller's name
  * cannot be resolved (nothing allowed: fail closed). */
@@ -111,8 +114,10 @@ typedef struct view_transfer {
 int view_evidence(view *v, const view_caller *c, const view_transfer *t, bool refused);
 /* True if policyd accepts connections now (reads are refused otherwise: R-EV-9). */
 bool view_policyd_reachable(view *v);
-/* Looks in /proc/<pid>/fd for a regular file open read-only named base, not under the
- * view. Writes its path or "" to ret. */
+/* The original path of a file written as base: a regular file open read-only in
+ * /proc/<pid>/fd with that name (when readable), else an absolute argument of the
+ * caller's command line naming an existing regular file of that name; never under the
+ * view. Writes it or "" to ret. */
 void view_source_path(view *v, pid_t pid, const char *base, char *ret, size_t size);
 
 /* view-fs.c */

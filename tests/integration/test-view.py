@@ -65,18 +65,13 @@ def setup_policy(pd, tmp):
                     '--any-host', '--until', '+2h', '--mode', mode, user=MANAGER, input=PASS, check=True)
 
 
-def org_keys(tmp):
-    """The organisation key directory as common/orgkeys.h describes it."""
+def org_keys(pd, tmp):
+    """The organisation key directory, made by mediactl key generate (common/orgkeys.h)."""
     d = os.path.join(tmp, 'orgkeys')
-    os.mkdir(d, 0o700)
-    ids = os.path.join(d, 'identities')
-    subprocess.run(['age-keygen', '-o', ids], check=True, capture_output=True)
-    os.chmod(ids, 0o600)
-    pub = subprocess.run(['age-keygen', '-y', ids], check=True, capture_output=True, text=True).stdout.strip()
-    with open(os.path.join(d, 'recipient'), 'w') as f:
-        f.write(pub + '\n')
-    os.chmod(os.path.join(d, 'recipient'), 0o644)
-    return d, ids
+    p = pd.mediactl('key', 'generate', '--keys-dir', d)
+    if p.returncode != 0:
+        raise RuntimeError(f'mediactl key generate: {p.stderr}')
+    return d, os.path.join(d, 'identities')
 
 
 def mount_info(path):
@@ -92,7 +87,9 @@ def mount_info(path):
 class View:
     def __init__(self, pd, tmp, raw, keys):
         self.mp = os.path.join(pd.tmp, 'view')
-        self.argv = [VIEW, '--raw', raw, '--mountpoint', self.mp, '--socket', pd.socket, '--keys-dir', keys,
+        # the capabilities the agent's unit leaves (CapabilityBoundingSet=): no CAP_SYS_PTRACE,
+        # so the original path comes from the caller's command line, not its descriptors
+        self.argv = ['setpriv', '--bounding-set=-all,+sys_admin,+dac_override', VIEW, '--raw', raw, '--mountpoint', self.mp, '--socket', pd.socket, '--keys-dir', keys,
                      '--stage-dir', os.path.join(tmp, 'stage'), '--medium', MEDIUM, '--vendor', '0781',
                      '--product', '5567', '--serial', SERIAL, '--port', '1-1']
         self.log = open(os.path.join(tmp, 'view.log'), 'a')
@@ -344,6 +341,28 @@ def test_only_ciphertext(raw, ids):
     check(not broken, f'R-OUT-1: every .age file opens with the organisation identity ({broken})')
 
 
+def test_rotation(pd, v, raw, ids, keys, tmp):
+    """R-CRY-2: after mediactl key rotate and a reload (SIGHUP), new files are encrypted to
+    the new key, and the view reads both the old and the new ones."""
+    with open(ids) as f:
+        first = [line for line in f if line.startswith('AGE-SECRET-KEY-')][0]
+    old_id = os.path.join(tmp, 'old-identity')
+    with open(old_id, 'w') as f:
+        f.write(first)
+    p = pd.mediactl('key', 'rotate', '--keys-dir', keys)
+    check(p.returncode == 0, f'mediactl key rotate ({p.stderr.strip()})')
+    v.proc.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    src = make_source(tmp, 'rotated.txt', b'after rotation\n')
+    p = run(['cp', src, v.path('rotated.txt')], user=STAFF)
+    new = os.path.join(raw, 'rotated.txt.age')
+    check(p.returncode == 0 and age_open(ids, new) == b'after rotation\n' and age_open(old_id, new) == b'',
+          f'R-CRY-2: after rotation and reload, output is encrypted to the new key only ({p.stderr.strip()})')
+    p = run(['sh', '-c', f'cat {v.path("rotated.txt")} {v.path("report.txt")} | wc -c'], user=STAFF)
+    check(p.returncode == 0 and p.stdout.strip() == str(len(b'after rotation\n') + 200_000),
+          f'R-CRY-2: the view reads files of the new and the old key ({p.stdout.strip()} {p.stderr.strip()})')
+
+
 def test_agent_spawn(pd, tmp, mdir, name, keys):
     """The agent's own start and stop of the view (agent/view-spawn.c, through the test tool)."""
     env = dict(os.environ, MAMORI_VIEW_BINARY=VIEW)
@@ -383,7 +402,7 @@ def main():
     try:
         with Policyd() as pd:
             setup_policy(pd, tmp)
-            keys, ids = org_keys(tmp)
+            keys, ids = org_keys(pd, tmp)
             img = os.path.join(tmp, 'stick.img')
             with open(img, 'wb') as f:
                 f.truncate(48 << 20)
@@ -405,6 +424,7 @@ def main():
             test_policyd_down(pd, v, raw, tmp)
             test_full(pd, v, raw, tmp)
             test_only_ciphertext(raw, ids)
+            test_rotation(pd, v, raw, ids, keys, tmp)
             v.proc.send_signal(signal.SIGTERM)
             rc = v.proc.wait(20)
             check(rc == 0 and mount_info(v.mp)[0] is None, 'SIGTERM: the view unmounts and exits')
