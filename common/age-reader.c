@@ -217,8 +217,8 @@ static int reader_layout(mamori_age_reader *rd, off_t *ret_payload, uint64_t *re
 
 int mamori_age_reader_size(mamori_age_reader *rd, uint64_t *ret)
 {
-        off_t payload;
-        uint64_t n, size;
+        off_t payload = 0; /* set when reader_layout succeeds; gcc -O2 cannot see that */
+        uint64_t n = 0, size = 0;
         int r = reader_layout(rd, &payload, &n, &size);
 
         if (r < 0)
@@ -260,8 +260,8 @@ static int reader_load_chunk(mamori_age_reader *rd, off_t payload, uint64_t n, u
 /* Serves plaintext from [off, off+len) chunk by chunk, each authenticated on its own. */
 ssize_t mamori_age_reader_pread(mamori_age_reader *rd, void *buf, size_t len, uint64_t off)
 {
-        off_t payload;
-        uint64_t n, size;
+        off_t payload = 0; /* set when reader_layout succeeds; gcc -O2 cannot see that */
+        uint64_t n = 0, size = 0;
         size_t done = 0;
         int r;
 
