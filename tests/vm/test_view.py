@@ -4,7 +4,8 @@
 mounts it and starts mamori-view at /media/mamori/<management number>, a user with a
 write-encrypted grant copies a file through it, the stick is pulled, and its image,
 inspected on the host, holds only ciphertext that `age -d` opens with the organisation
-identity (R-OUT-1), with one media.output record carrying every field (R-EV-1, R-EV-2)."""
+identity (R-OUT-1), with one media.output record carrying every field (R-EV-1, R-EV-2);
+and a stick pulled mid-copy leaves an error to the writer and no plaintext (R-EV-9)."""
 import json
 import os
 import subprocess
@@ -97,6 +98,39 @@ def copy_through_view_then_pull(vm):
     check(r.returncode == 0 and r.stdout == data.encode(), "age -d -i identities opens it: %r", r.stderr)
 
 
+def pulled_mid_copy(vm):
+    """The stick pulled while a file is being written through the view: the writer gets
+    an error, the view goes, and the image holds no plaintext (the file was staged on
+    the terminal, never on the medium, and nothing was recorded as transferred)."""
+    img = make_image(os.path.join(vm.workdir, "p.img"), "vfat", 16, label="P")
+    st = vm.plug_stick(img, vendor="ACME", product="View", serial="VIEW-1")
+    st.wait_usb_event()
+    vm.wait_for(lambda: fuse_mounted(vm, VIEW), timeout=120, what="the view mounted")
+    script = ("import os,time\n"
+              "f=open('%s/big.bin','wb')\n"
+              "f.write(b'PLAINMARK-' * 400000); f.flush()\n"
+              "open('/tmp/staff/flag','w').close()\n"
+              "while not os.path.exists('/tmp/staff/go'): time.sleep(0.1)\n"
+              "try:\n    f.close(); print('closed')\n"
+              "except OSError as e:\n    print('error', e.errno)\n") % VIEW
+    vm.run(["install", "-d", "-m", "0777", "/tmp/staff"], check=True)
+    vm.run(["sh", "-c", "%s python3 -c \"$0\" > /tmp/staff/out 2>&1 &" % " ".join(as_user(vm, "mamori-t-staff")),
+            script], check=True)
+    vm.wait_for(lambda: vm.run(["test", "-e", "/tmp/staff/flag"]).rc == 0, timeout=60, what="the writer started")
+    st.pull()
+    vm.wait_for(lambda: not fuse_mounted(vm, VIEW), timeout=60, what="the view gone after the pull")
+    vm.run(["touch", "/tmp/staff/go"], check=True)
+    vm.wait_for(lambda: (vm.read("/tmp/staff/out") or b"").strip(), timeout=60, what="the writer's result")
+    out = vm.read("/tmp/staff/out").decode().strip()
+    check(out.startswith("error"), "the writer got an error: %r", out)
+    with open(img, "rb") as fh:
+        check(b"PLAINMARK-" not in fh.read(), "no plaintext on the pulled stick's image")
+    names = subprocess.run(["mdir", "-b", "-i", img, "::"], capture_output=True, text=True).stdout.split()
+    check(not names, "nothing on the image: %r", names)
+    recs = [x for x in records(vm, "media.output") if x["fields"].get("file") == "big.bin"]
+    check(not recs, "no transfer recorded for the file that never reached the stick: %r", recs)
+
+
 def org_keys():
     subprocess.run(["age-keygen", "-o", IDS], check=True, capture_output=True)
     with open(IDS) as f:
@@ -109,5 +143,5 @@ if __name__ == "__main__":
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
     from mamori_test import ensure_users  # noqa: E402
     ensure_users()
-    sys.exit(run_scenarios([copy_through_view_then_pull], files=org_keys(), install_build=True,
+    sys.exit(run_scenarios([copy_through_view_then_pull, pulled_mid_copy], files=org_keys(), install_build=True,
                            enable=["mamori-policyd.socket", "mamori-agent.service"]))
