@@ -145,9 +145,10 @@ static bool source_from_fds(view *v, pid_t pid, const char *base, char *ret, siz
                 if (n <= 0)
                         continue;
                 target[n] = 0;
-                struct stat st;
-                if (!names_source(v, target, base) || fstatat(dfd, e->d_name, &st, 0) < 0 ||
-                    !S_ISREG(st.st_mode) || !fd_read_only(ifd, e->d_name))
+                /* no stat of the target: it could sit on the caller's own FUSE mount and
+                 * never answer, stopping the view for everyone; sockets and pipes do not
+                 * read as absolute paths */
+                if (!names_source(v, target, base) || !fd_read_only(ifd, e->d_name))
                         continue;
                 snprintf(ret, size, "%s", target);
                 found = true;
@@ -157,8 +158,8 @@ static bool source_from_fds(view *v, pid_t pid, const char *base, char *ret, siz
 }
 
 /* From the caller's command line (readable without privilege): an absolute argument
- * naming an existing regular file with the same name, e.g. cp's source. What the
- * caller said, not what it opened. */
+ * with the same base name, e.g. cp's source. What the caller said, not what it opened;
+ * not looked up (see above). */
 static bool source_from_cmdline(view *v, pid_t pid, const char *base, char *ret, size_t size)
 {
         char path[64];
@@ -172,8 +173,7 @@ static bool source_from_cmdline(view *v, pid_t pid, const char *base, char *ret,
                 return false;
         buf[n] = 0;
         for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
-                struct stat st;
-                if (names_source(v, a, base) && stat(a, &st) == 0 && S_ISREG(st.st_mode)) {
+                if (names_source(v, a, base)) {
                         snprintf(ret, size, "%s", a);
                         return true;
                 }

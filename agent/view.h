@@ -114,10 +114,9 @@ typedef struct view_transfer {
 int view_evidence(view *v, const view_caller *c, const view_transfer *t, bool refused);
 /* True if policyd accepts connections now (reads are refused otherwise: R-EV-9). */
 bool view_policyd_reachable(view *v);
-/* The original path of a file written as base: a regular file open read-only in
- * /proc/<pid>/fd with that name (when readable), else an absolute argument of the
- * caller's command line naming an existing regular file of that name; never under the
- * view. Writes it or "" to ret. */
+/* The original path of a file written as base: a file open read-only in /proc/<pid>/fd
+ * with that name (when readable), else an absolute argument of the caller's command
+ * line with that name; never under the view, never looked up. Writes it or "" to ret. */
 void view_source_path(view *v, pid_t pid, const char *base, char *ret, size_t size);
 
 /* view-fs.c */
