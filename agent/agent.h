@@ -123,12 +123,7 @@ int mount_probe(const char *devnode, dev_t want, const char **ret_type, char ret
 
 /* view-spawn.c: the FUSE media view (agent/view.h) */
 #define AGENT_VIEW_DIR "/media/mamori"
-#define AGENT_VIEW_NAME_MAX 80
 extern const char *agent_view_path; /* MAMORI_VIEW_PATH; the test tool runs the build tree's */
-/* The view's directory name: the management number with '/' and control characters
- * as '_'; fallback ("<major>-<minor>") for an empty, hidden or too long one. Returns 0,
- * or 1 when fallback was used. */
-int agent_view_dirname(const char *no, const char *fallback, char ret[static AGENT_VIEW_NAME_MAX]);
 /* Starts mamori-view for dev's raw mount. Returns 0 or -errno (then nothing is served:
  * the medium stays reachable to root only). */
 int view_spawn(agent *a, agent_dev *dev);

@@ -202,6 +202,20 @@ int agent_mount_name(unsigned major, unsigned minor, char ret[static 32])
         return 0;
 }
 
+int agent_view_dirname(const char *no, const char *fallback, char ret[static AGENT_VIEW_NAME_MAX])
+{
+        size_t k = 0;
+        for (const unsigned char *p = (const unsigned char *)no; *p && k < AGENT_VIEW_NAME_MAX - 1; p++)
+                ret[k++] = (*p == '/' || *p < 0x20 || *p == 0x7f) ? '_' : (char)*p;
+        ret[k] = 0;
+        /* empty, ".", "..", hidden, or cut (maybe inside a UTF-8 character): the numbers */
+        if (!k || ret[0] == '.' || no[k]) {
+                snprintf(ret, AGENT_VIEW_NAME_MAX, "%s", fallback);
+                return 1;
+        }
+        return 0;
+}
+
 int agent_descriptors_parse(const uint8_t *buf, size_t len, agent_iface *ret, size_t max)
 {
         size_t n = 0;

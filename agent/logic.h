@@ -78,6 +78,12 @@ int agent_serial_for_decide(const char *raw, char ret[static AGENT_SERIAL_MAX + 
  * only, never a device string. Returns 0. */
 int agent_mount_name(unsigned major, unsigned minor, char ret[static 32]);
 
+#define AGENT_VIEW_NAME_MAX 80
+/* The media view's directory name under /media/mamori: the management number with '/'
+ * and control characters as '_'; fallback ("<major>-<minor>") for an empty, hidden
+ * ("." first) or too long one. Returns 0, or 1 when fallback was used. */
+int agent_view_dirname(const char *no, const char *fallback, char ret[static AGENT_VIEW_NAME_MAX]);
+
 /* Reads the interface descriptors out of a USB device's raw "descriptors" sysfs file
  * (device descriptor, then configuration descriptors), which the kernel provides even
  * for a device that is not authorised. Returns the number of interfaces (may be 0),

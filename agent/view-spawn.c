@@ -29,21 +29,6 @@
 
 const char *agent_view_path = MAMORI_VIEW_PATH;
 
-int agent_view_dirname(const char *no, const char *fallback, char ret[static AGENT_VIEW_NAME_MAX])
-{
-        size_t k = 0;
-        for (const unsigned char *p = (const unsigned char *)no; *p && k < AGENT_VIEW_NAME_MAX - 1; p++)
-                ret[k++] = (*p == '/' || *p < 0x20 || *p == 0x7f) ? '_' : (char)*p;
-        ret[k] = 0;
-        /* an empty, ".", ".." or hidden name, or one cut inside a UTF-8 character: the numbers */
-        bool cut = no[k] != 0;
-        if (!k || ret[0] == '.' || cut) {
-                snprintf(ret, AGENT_VIEW_NAME_MAX, "%s", fallback);
-                return 1;
-        }
-        return 0;
-}
-
 static bool is_mountpoint(const char *path)
 {
         struct stat a, b;

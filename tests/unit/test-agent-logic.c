@@ -213,6 +213,29 @@ static void test_mount_name(void **state)
         assert_string_equal(n, "4294967295-4294967295");
 }
 
+static void test_view_dirname(void **state)
+{
+        char n[AGENT_VIEW_NAME_MAX];
+        assert_int_equal(agent_view_dirname("M-001", "8-17", n), 0);
+        assert_string_equal(n, "M-001");
+        assert_int_equal(agent_view_dirname("資料/2026", "8-17", n), 0); /* UTF-8 kept, '/' replaced */
+        assert_string_equal(n, "資料_2026");
+        assert_int_equal(agent_view_dirname("a/../b", "8-17", n), 0);
+        assert_string_equal(n, "a_.._b");
+        assert_int_equal(agent_view_dirname("x\n\x7fy", "8-17", n), 0);
+        assert_string_equal(n, "x__y");
+        const char *numbers[] = {"", ".", "..", ".hidden"};
+        for (size_t i = 0; i < 4; i++) {
+                assert_int_equal(agent_view_dirname(numbers[i], "8-17", n), 1);
+                assert_string_equal(n, "8-17");
+        }
+        char longno[200];
+        memset(longno, 'a', sizeof longno - 1);
+        longno[sizeof longno - 1] = 0;
+        assert_int_equal(agent_view_dirname(longno, "8-17", n), 1); /* cut: never a prefix */
+        assert_string_equal(n, "8-17");
+}
+
 static void test_fs_probe(void **state)
 {
         static uint8_t buf[AGENT_PROBE_SIZE];
@@ -254,6 +277,7 @@ int main(void)
                 cmocka_unit_test(test_usb_id),     cmocka_unit_test(test_port),
                 cmocka_unit_test(test_escape),     cmocka_unit_test(test_serial),
                 cmocka_unit_test(test_mount_name), cmocka_unit_test(test_fs_probe),
+                cmocka_unit_test(test_view_dirname),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
