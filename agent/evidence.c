@@ -196,6 +196,7 @@ void agent_write_status(agent *a)
         _cleanup_close_ int fd = openat(dfd, "status.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (fd < 0)
                 return;
+        (void)fchmod(fd, 0644); /* the unit's UMask=0077 would make it root's alone */
         dprintf(fd, "state=%s\npolicyd=%s\nspool=%" PRIu64 "\ndropped=%" PRIu64 "\n", a->ready ? "ready" : "starting",
                 a->policyd_down ? "unreachable" : "ok", agent_spool_depth(a->spool), agent_spool_dropped(a->spool));
         idle_write_status(a, fd);

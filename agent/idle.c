@@ -59,6 +59,7 @@ typedef enum sess_state {
 
 typedef struct sess {
         bool used, graphical, remote, ignored;
+        bool scoped;                    /* the leader was seen in the session's scope */
         char id[IDLE_ID_MAX], user[64], type[16], tty[IDLE_TTY_MAX], rhost[128], scope[128];
         char path[128];                 /* the session's D-Bus object path */
         uid_t uid;
@@ -658,6 +659,15 @@ static int on_tick(sd_event_source *src, uint64_t usec, void *userdata)
                 sess *s = &w->s[i];
                 if (!s->used || s->ignored)
                         continue;
+                /* Until logind has put the leader in the session's scope, pam_open_session
+                 * has not returned: no shell yet, nothing typed, so no idle time either. */
+                if (!s->graphical && !s->scoped && s->state == SESS_OPEN) {
+                        if (leader_in_scope(s) == -ESRCH) {
+                                s->last_input = now_rt();
+                                continue;
+                        }
+                        s->scoped = true;
+                }
                 if (s->graphical)
                         check_graphical(w, s);
                 else if (!s->tty[0] && find_tty(s) == 0)
