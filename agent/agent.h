@@ -26,6 +26,7 @@ typedef struct agent_dev {
         char vendor[5], product[5];
         char serial[AGENT_RECORDED_MAX]; /* escaped (agent_escape) */
         bool serial_ok;         /* fits what policyd accepts */
+        bool optical;           /* its block device is an optical drive (known once let in) */
         agent_class_verdict cls;
         int verdict;            /* mamori_verdict, or -1 not decided (blocked) */
         char reason[64], no[64];

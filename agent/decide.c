@@ -65,7 +65,8 @@ static int read_answer(const mamori_msg *m, agent_dev *dev)
         snprintf(dev->reason, sizeof dev->reason, "%s", reason);
         snprintf(dev->no, sizeof dev->no, "%s", no);
         dev->next_change = next;
-        dev->may_write = agent_verdict_mounts(v) && write;
+        /* A disc is never mounted writable: writing one is burning, not a mount. */
+        dev->may_write = agent_verdict_mounts(v) && write && !dev->optical;
         return 0;
 }
 
@@ -80,7 +81,7 @@ int decide_device(agent *a, agent_dev *dev)
         mamori_msg_put_str(req, MAMORI_F_DEV_SERIAL, dev->serial);
         mamori_msg_put_str(req, MAMORI_F_DEV_PORT, dev->port);
         mamori_msg_put_str(req, MAMORI_F_HOST, a->host);
-        mamori_msg_put_str(req, MAMORI_F_DEV_KIND, "storage");
+        mamori_msg_put_str(req, MAMORI_F_DEV_KIND, dev->optical ? "optical" : "storage");
         if (dev->block) {
                 mamori_msg_put_u64(req, MAMORI_F_DEV_SIZE, dev->block_size);
                 if (dev->block_uuid[0])

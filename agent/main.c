@@ -47,6 +47,9 @@ static void block_identify(agent *a, agent_dev *d, struct udev_device *blk)
                 return;
         }
         d->block = udev_device_get_devnum(blk);
+        /* An optical drive (SCSI peripheral type 5) follows the optical rule (R-REG-2). */
+        const char *scsi_type = udev_device_get_sysattr_value(blk, "device/type");
+        d->optical = scsi_type && streq(scsi_type, "5");
         decide_again(a, d);
         if (d->verdict == MAMORI_VERDICT_IDENTIFY) { /* the mark did not settle it: refused (fail closed) */
                 decide_refuse(a, d, "mark-unreadable");

@@ -36,7 +36,7 @@ static void usage(FILE *f)
 {
         fputs("Usage: mamori-view --raw DIR --mountpoint DIR [--socket PATH] [--keys-dir DIR]\n"
               "                   [--stage-dir DIR] --medium NO --vendor V --product P --serial S\n"
-              "                   --port PORT [--size BYTES] [--fs-uuid UUID]\n",
+              "                   --port PORT [--size BYTES] [--fs-uuid UUID] [--kind storage|optical]\n",
               f);
 }
 
@@ -49,6 +49,7 @@ static int parse_args(int argc, char *argv[], view *v, const char **stage)
                 {"vendor", required_argument, NULL, 'V'},   {"product", required_argument, NULL, 'P'},
                 {"serial", required_argument, NULL, 'N'},   {"port", required_argument, NULL, 'p'},
                 {"size", required_argument, NULL, 'z'},     {"fs-uuid", required_argument, NULL, 'u'},
+                {"kind", required_argument, NULL, 'K'},
                 {"help", no_argument, NULL, 'h'},           {},
         };
         int c;
@@ -66,6 +67,11 @@ static int parse_args(int argc, char *argv[], view *v, const char **stage)
                 case 'N': v->serial = optarg; break;
                 case 'p': v->port = optarg; break;
                 case 'u': v->fs_uuid = optarg; break;
+                case 'K':
+                        if (!streq(optarg, "storage") && !streq(optarg, "optical"))
+                                return -EINVAL;
+                        v->kind = optarg;
+                        break;
                 case 'z':
                         errno = 0;
                         v->dev_size = strtoull(optarg, &end, 10);
@@ -202,7 +208,7 @@ int main(int argc, char *argv[])
         (void)prctl(PR_SET_DUMPABLE, 0); /* identities in memory: no core, no ptrace by users */
         static view v = {.raw_fd = -1, .stage_fd = -1, .keys_dir = MAMORI_ORGKEYS_DIR_DEFAULT,
                          .lock = PTHREAD_MUTEX_INITIALIZER, .rights = {.verdict = -1, .next_change = INT64_MAX},
-                         .fs_uuid = ""};
+                         .fs_uuid = "", .kind = "storage"};
         const char *stage = STAGE_DIR_DEFAULT;
         if (parse_args(argc, argv, &v, &stage) < 0) {
                 usage(stderr);

@@ -58,7 +58,7 @@ static int ask(view *v, mamori_msg **ret)
         mamori_msg_put_str(req, MAMORI_F_DEV_SERIAL, v->serial);
         mamori_msg_put_str(req, MAMORI_F_DEV_PORT, v->port);
         mamori_msg_put_str(req, MAMORI_F_HOST, v->host);
-        mamori_msg_put_str(req, MAMORI_F_DEV_KIND, "storage");
+        mamori_msg_put_str(req, MAMORI_F_DEV_KIND, v->kind); /* an optical disc: the optical rule */
         if (v->dev_size)
                 mamori_msg_put_u64(req, MAMORI_F_DEV_SIZE, v->dev_size);
         if (v->fs_uuid && v->fs_uuid[0])

@@ -78,7 +78,7 @@ int view_spawn(agent *a, agent_dev *dev)
                 "mamori-view", "--raw", raw, "--mountpoint", dev->view_mp, "--socket", (char *)a->socket_path,
                 "--keys-dir", (char *)keys, "--medium", dev->no[0] ? dev->no : fallback, "--vendor", dev->vendor,
                 "--product", dev->product, "--serial", dev->serial, "--port", dev->port, "--size", size,
-                "--fs-uuid", dev->block_uuid, NULL,
+                "--fs-uuid", dev->block_uuid, "--kind", dev->optical ? "optical" : "storage", NULL,
         };
         pid_t pid = fork();
         if (pid < 0)

@@ -53,6 +53,7 @@ typedef struct view {
         const char *raw_dir, *mountpoint, *socket_path, *keys_dir;
         char host[256];
         const char *vendor, *product, *serial, *port, *fs_uuid, *medium_arg;
+        const char *kind;       /* "storage" or "optical", as the agent asked policyd */
         uint64_t dev_size;
         pthread_mutex_t lock; /* rights and recipient */
         view_rights rights;

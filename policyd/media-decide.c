@@ -252,6 +252,9 @@ static void decide(server *srv, const device *d, decision *x, int64_t now)
         lookup(d, x, &start);
         if (cfg->media.allowed_ports[0] && !strv_has(cfg->media.allowed_ports, d->port))
                 x->reason = "port-disabled"; /* R-REG-8, before anything else */
+        else if (x->reason && streq(x->reason, "unregistered") && streq(d->kind, "storage") &&
+                 cfg->media.optical_read && !d->have_size)
+                x->reason = "identify"; /* R-REG-2: it may be an optical drive; the agent looks (no mount) */
         else if (x->reason && streq(x->reason, "unregistered") && streq(d->kind, "optical") &&
                  cfg->media.optical_read) {
                 x->reason = NULL; /* R-REG-2: the optical exception */

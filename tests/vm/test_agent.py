@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mamori_vm import check, make_image, run_scenarios, usb_string_as_seen  # noqa: E402
+from mamori_vm import check, make_image, make_iso, run_scenarios, usb_string_as_seen  # noqa: E402
 
 BUILD = os.environ.get("MAMORI_BUILD_ROOT") or os.path.join(os.path.dirname(__file__), "..", "..", "build")
 MEDIACTL = os.path.join(os.path.abspath(BUILD), "mediactl", "mediactl")
@@ -400,6 +400,63 @@ def badusb_composite_refused(vm):
     wait_record(vm, "agent.removal", "BADUSB-1", timeout=30)
 
 
+def config_path():
+    with open(os.path.join(os.path.abspath(BUILD), "mamori-config.h")) as f:
+        return re.search(r'MAMORI_CONFIG_PATH "([^"]+)"', f.read()).group(1)
+
+
+def set_optical_read(vm, on):
+    path = config_path()
+    text = vm.read(path).decode()
+    old, new = ("optical_read = false;", "optical_read = true;") if on else ("optical_read = true;", "optical_read = false;")
+    check(old in text, "%s has no %r", path, old)
+    vm.run(["sh", "-c", 'cat > "$0"', path], input=text.replace(old, new).encode(), check=True)
+    vm.run(["systemctl", "restart", "mamori-policyd.service"], check=True)
+
+
+def optical_rule(vm):
+    """R-REG-2: unregistered optical discs follow the optical rule. With optical_read off
+    a drive stays out; with it on, an unregistered USB storage device is let in only to
+    see whether it is an optical drive (no mount): a disc is then mounted read-only, a
+    stick is refused and never mounted."""
+    iso = os.path.join(vm.workdir, "disc.iso")
+    make_iso(iso, label="DISC", files={"readme.txt": "disc\n"})
+    cd = vm.plug_disc(iso, vendor="ACME", product="Drive", serial="OPT-1")
+    cd.wait_usb_event()
+    rec = wait_record(vm, "agent.verdict", "OPT-1")
+    check(rec["fields"]["verdict"] == "blocked" and rec["fields"]["reason"] == "unregistered",
+          "with optical_read off: %r", rec["fields"])
+    pull_and_wait(vm, cd, "OPT-1")
+    set_optical_read(vm, True)
+    try:
+        cd = vm.plug_disc(iso, vendor="ACME", product="Drive", serial="OPT-2")
+        cd.wait_usb_event()
+        wait_record(vm, "agent.verdict", "OPT-2", verdict="identify")
+        m = wait_record(vm, "agent.mount", "OPT-2", timeout=90)
+        check(m["fields"]["fs_type"] == "iso9660" and m["fields"]["mode"] == "ro", "disc mount %r", m["fields"])
+        dec = [r["fields"] for r in records(vm, "media.decision") if r["fields"].get("serial") == "OPT-2"]
+        check(any(d["kind"] == "optical" and d["verdict"] == "allowed" for d in dec), "decisions %r", dec)
+        check(all(d["kind"] == "optical" for d in dec if d["verdict"] != "identify"),
+              "asked as storage after it was seen to be optical (the agent or the view): %r", dec)
+        mounts = raw_mounts(vm)
+        check(len(mounts) == 1 and "ro" in mounts[0][1], "mounts %r", mounts)
+        check(vm.read(mounts[0][0] + "/readme.txt") == b"disc\n", "the disc's file")
+        img = make_image(os.path.join(vm.workdir, "notopt.img"), "vfat", 16, label="NO")
+        st = vm.plug_stick(img, vendor="ACME", product="Stick", serial="NOTOPT-1")
+        st.wait_usb_event()
+        wait_record(vm, "agent.verdict", "NOTOPT-1", verdict="identify")
+        rec = wait_record(vm, "agent.verdict", "NOTOPT-1", timeout=90, verdict="blocked")
+        check(rec["fields"]["reason"] == "unregistered", "the stick's verdict %r", rec["fields"])
+        vm.wait_for(lambda: sysattr(vm, st.devpath, "authorized") == "0", timeout=10, what="stick deauthorised")
+        check(not [r for r in records(vm, "agent.mount") if r["fields"].get("serial") == "NOTOPT-1"],
+              "the stick was mounted")
+        check(len(raw_mounts(vm)) == 1, "mounts %r", raw_mounts(vm))
+        pull_and_wait(vm, st, "NOTOPT-1")
+        pull_and_wait(vm, cd, "OPT-2")
+    finally:
+        set_optical_read(vm, False)
+
+
 def hostile_serial_recorded_exactly(vm):
     serial = "$(touch /tmp/pwned)'\"../../x;`id`|日本"
     img = make_image(os.path.join(vm.workdir, "h.img"), "vfat", 16, label="H")
@@ -464,6 +521,7 @@ if __name__ == "__main__":
                             coldplug_decides_present_devices, write_grant_then_expiry,
                             revocation_and_retirement_act_at_once,
                             registration_end_unmounts, twins_only_registered_in, badusb_composite_refused,
+                            optical_rule,
                             hostile_serial_recorded_exactly,
                             policyd_away],
                            install_build=True, enable=["mamori-policyd.socket", "mamori-agent.service"]))
