@@ -166,8 +166,11 @@ static void *rights_thread(void *arg)
                         atomic_store(&v->reload_ids, true); /* the identities: by the FUSE thread */
                 }
                 int r = view_rights_refresh(v);
-                if (r < 0)
-                        log_warning_errno(r, "policyd did not answer for the medium: nothing is allowed until it does: %m");
+                if (r < 0 && !failed) /* said once, not every retry */
+                        log_warning_errno(r, "policyd did not answer for the medium: nothing is allowed "
+                                          "until it does: %m");
+                else if (r >= 0 && failed)
+                        log_info("policyd answers again for the medium.");
                 failed = r < 0;
         }
         return NULL;

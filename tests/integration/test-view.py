@@ -363,6 +363,21 @@ def test_rotation(pd, v, raw, ids, keys, tmp):
           f'R-CRY-2: the view reads files of the new and the old key ({p.stdout.strip()} {p.stderr.strip()})')
 
 
+def test_rights_change(pd, v, tmp):
+    """A change of the medium's users reaches the running view on reload (SIGHUP, what
+    the agent sends on its own reload and on policyd's change reports)."""
+    p = run(['ls', v.mp], user=STAFF2)
+    check(p.returncode == 0, 'before the change: staff2 lists the view')
+    pd.mediactl('media', 'change', MEDIUM, '--users', f'{STAFF},{ADMIN}', user=ADMIN, check=True)
+    v.proc.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    p = run(['ls', v.mp], user=STAFF2)
+    check(p.returncode != 0 and 'Permission denied' in p.stderr,
+          'R-REG-7: taken off the medium\'s list, staff2 sees nothing after the reload')
+    p = run(['ls', v.mp], user=STAFF)
+    check(p.returncode == 0, 'the others keep their rights')
+
+
 def test_agent_spawn(pd, tmp, mdir, name, keys):
     """The agent's own start and stop of the view (agent/view-spawn.c, through the test tool)."""
     env = dict(os.environ, MAMORI_VIEW_BINARY=VIEW)
@@ -425,6 +440,7 @@ def main():
             test_full(pd, v, raw, tmp)
             test_only_ciphertext(raw, ids)
             test_rotation(pd, v, raw, ids, keys, tmp)
+            test_rights_change(pd, v, tmp)
             v.proc.send_signal(signal.SIGTERM)
             rc = v.proc.wait(20)
             check(rc == 0 and mount_info(v.mp)[0] is None, 'SIGTERM: the view unmounts and exits')
