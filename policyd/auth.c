@@ -49,14 +49,15 @@ typedef struct tally {
         bool banned;
 } tally;
 
-/* An attempt reserved at preauth and not yet settled (memory only, see above). */
+/* An attempt reserved at preauth and not yet settled (memory only, see above), with
+ * the login fields its failure would be recorded with. */
 typedef struct pending {
         int64_t token, created;
-        char *user;
+        char *user, *service, *rhost, *tty;
 } pending;
 
 /* Bounded, so that attempts abandoned after preauth cannot grow policyd without end;
- * past it a reservation is counted as a failure at once (preauth_full()). */
+ * when it is full the oldest is settled as a failure (evict_oldest()). */
 #define PENDING_MAX 4096
 
 static pending *pend;
@@ -145,9 +146,17 @@ static int tally_put(sqlite3 *db, const char *user, const tally *t)
                           user, NULL, t->failures, t->first_fail, t->locked_until, t->banned);
 }
 
+static void pending_free(pending *p)
+{
+        free(p->user);
+        free(p->service);
+        free(p->rhost);
+        free(p->tty);
+}
+
 static void pending_remove(size_t i)
 {
-        free(pend[i].user);
+        pending_free(&pend[i]);
         pend[i] = pend[--n_pend];
 }
 
@@ -171,22 +180,24 @@ static int64_t pending_count(const char *user)
         return n;
 }
 
-/* Reserves an attempt for user. Returns 0 and its token, -ENOSPC when the table is
- * full, -ENOMEM. */
-static int pending_add(const char *user, int64_t now, int64_t *ret_token)
+/* Reserves an attempt for a's user. Returns 0 and its token, -ENOSPC when the table
+ * is full, -ENOMEM. */
+static int pending_add(const auth_req *a, int64_t now, int64_t *ret_token)
 {
         if (n_pend == PENDING_MAX)
                 return -ENOSPC;
         if (!pend && !(pend = calloc(PENDING_MAX, sizeof *pend)))
                 return -ENOMEM;
-        char *u = strdup(user);
-        if (!u)
+        pending p = {.created = now, .user = strdup(a->user), .service = strdup(a->service),
+                     .rhost = strdup(a->rhost), .tty = strdup(a->tty)};
+        if (!p.user || !p.service || !p.rhost || !p.tty) {
+                pending_free(&p);
                 return -ENOMEM;
-        int64_t token;
-        randombytes_buf(&token, sizeof token);
-        token &= INT64_MAX;
-        pend[n_pend++] = (pending){token, now, u};
-        *ret_token = token;
+        }
+        randombytes_buf(&p.token, sizeof p.token);
+        p.token &= INT64_MAX;
+        pend[n_pend++] = p;
+        *ret_token = p.token;
         return 0;
 }
 
@@ -410,13 +421,34 @@ static int count_failure(server *srv, const auth_req *a, tally *t, int64_t now, 
         return 0;
 }
 
-/* The reservation table is full (attempts abandoned after preauth, in bulk): this
- * attempt is counted as a failure at once, durably (fail closed: should it succeed,
- * a root caller's success clears it; a failure then counts it a second time). */
-static int preauth_full(server *srv, const auth_req *a, tally *t, int64_t now)
+/* The reservation table is full (attempts abandoned after preauth, in bulk): the
+ * oldest reservation is settled as the failure it stands for (auth.fail, factor
+ * "abandoned"), so that abandoned attempts count for their own user as before and a
+ * flood of them cannot make anyone else's attempt count. Returns 0 or -EIO. */
+static int evict_oldest(server *srv, int64_t now)
 {
-        log_warning("Too many outstanding login attempts: counting this one for \"%s\" as a failure now.", a->user);
-        return count_failure(srv, a, t, now, "reservation");
+        size_t o = 0;
+        for (size_t i = 1; i < n_pend; i++)
+                if (pend[i].created < pend[o].created)
+                        o = i;
+        const pending *p = &pend[o];
+        struct passwd *pw = getpwnam(p->user);
+        auth_req a = {p->user, p->service, p->rhost, p->tty, pw ? pw->pw_uid : (uid_t)-1};
+        log_warning("Too many outstanding login attempts: the oldest, for \"%s\", counts as a failure.", p->user);
+        tally t;
+        if (tally_get(db_of(srv), a.user, &t) < 0)
+                return -EIO;
+        tally_age(server_config(srv), &t, now);
+        if (count_failure(srv, &a, &t, now, "abandoned") < 0)
+                return -EIO;
+        /* The failure is counted: the reservation goes before the lock check, which
+         * would otherwise count it twice. */
+        char user[USER_MAX + 1];
+        snprintf(user, sizeof user, "%s", p->user);
+        pending_remove(o);
+        a.user = user;
+        a.service = a.rhost = a.tty = "";
+        return maybe_lock(srv, &a, &t, now) < 0 ? -EIO : 0;
 }
 
 /* Reserves one attempt: refuses a banned or locked account, locks one whose failures
@@ -441,11 +473,14 @@ static int handle_preauth(server *srv, conn *c, const mamori_msg *req)
         if (t.banned || t.locked_until)
                 return reply_locked(srv, c, req->type, &a, &t);
         int64_t token;
-        r = pending_add(a.user, now, &token);
-        if (r == -ENOSPC) {
-                randombytes_buf(&token, sizeof token); /* names no reservation */
-                token &= INT64_MAX;
-                r = preauth_full(srv, &a, &t, now);
+        r = pending_add(&a, now, &token);
+        if (r == -ENOSPC && (r = evict_oldest(srv, now)) >= 0) {
+                if (tally_get(db_of(srv), a.user, &t) < 0) /* the oldest may have been this user's */
+                        return reply_storage(c, req->type);
+                tally_age(cfg, &t, now);
+                if (t.banned || t.locked_until)
+                        return reply_locked(srv, c, req->type, &a, &t);
+                r = pending_add(&a, now, &token);
         }
         if (r < 0)
                 return reply_storage(c, req->type);

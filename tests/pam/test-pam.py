@@ -12,7 +12,9 @@ import json
 import os
 import re
 import shutil
+import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
@@ -406,6 +408,42 @@ def test_evidence_failure(pam, pd):
     pd.mediactl('user', 'unlock', STAFF, user=ADMIN, check=True)
 
 
+def preauth_raw(sock, user):
+    """One auth-preauth (96) on an open connection (wire format: docs/protocol.md
+    section 2); returns the reply's status."""
+    name = user.encode()
+    body = struct.pack('>HH', 96, 0) + struct.pack('>HI', 4, len(name)) + name
+    sock.sendall(struct.pack('>I', len(body)) + body)
+    head = b''
+    while len(head) < 4:
+        head += sock.recv(4 - len(head))
+    n = struct.unpack('>I', head)[0]
+    reply = b''
+    while len(reply) < n:
+        reply += sock.recv(n - len(reply))
+    return struct.unpack('>H', reply[2:4])[0]
+
+
+def test_abandoned_flood(pam, pd):
+    # R-AUTH-1: attempts abandoned after preauth (4096 outstanding, the table's size)
+    # do not make anyone else's attempt count: the oldest is settled as a failure of
+    # its own user when the table is full.
+    names = [f'mamori-flood-{i}' for i in range(4097)]
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(pd.socket)
+        statuses = [preauth_raw(s, n) for n in names]
+    check(all(st == 0 for st in statuses), 'R-AUTH-1 4097 reservations for 4097 names all answered ok')
+    first = status(pd, names[0])
+    check(first.get('failures') == 1, f'R-AUTH-1 the oldest abandoned attempt counts for its own user ({first})')
+    recs = [r for r in evidence(pd, 'auth.fail', names[0]) if r['fields'].get('factor') == 'abandoned']
+    check(len(recs) == 1, 'R-EV-5 ...with an auth.fail record, factor "abandoned"')
+    check(status(pd, names[1]).get('failures') == 0, 'R-AUTH-1 the others still only reserved')
+    res, _, _ = pam.run(STAFF, 'auth', password=GOOD[STAFF])
+    check(res.get('auth') == 'PAM_SUCCESS' and status(pd, STAFF).get('failures') == 0,
+          'R-AUTH-1 a full table does not count against another user')
+    pd.restart()  # forgets the flood's reservations
+
+
 def test_password(pam, pd):
     # R-AUTH-5: libpwquality (what pam_pwquality calls) with the shipped settings file.
     # pam_pwhistory keeps its history by /etc/shadow, so its check is not run here.
@@ -459,6 +497,7 @@ def main():
             test_ban_account_session(pam, pd)
             test_totp(pam, pd, tmp)
             test_evidence_failure(pam, pd)
+            test_abandoned_flood(pam, pd)
             test_unreachable(pam, pd)
             test_password(pam, pd)
     finally:
