@@ -9,6 +9,7 @@
  *               [--stage-dir DIR] --medium NO --vendor V --product P --serial S
  *               --port PORT [--size BYTES] [--fs-uuid UUID]
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -133,6 +134,40 @@ static int make_mountpoint(const char *path)
         return 0;
 }
 
+/* Removes the view's temporary files left on the medium by a view that was killed in the
+ * middle of a commit (never recorded, so they must not stay: R-EV-9). Walks at most
+ * depth levels without following symlinks or leaving the filesystem. Returns the count. */
+static unsigned remove_stale_temps(int dfd, dev_t dev, unsigned depth)
+{
+        int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+        if (!d) {
+                if (fd >= 0)
+                        close(fd);
+                return 0;
+        }
+        unsigned n = 0;
+        for (struct dirent *e; (e = readdir(d));) {
+                struct stat st;
+                if (streq(e->d_name, ".") || streq(e->d_name, "..") ||
+                    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_dev != dev)
+                        continue;
+                size_t len = strlen(e->d_name);
+                if (S_ISREG(st.st_mode) && strncmp(e->d_name, VIEW_TEMP_PREFIX, STRLEN(VIEW_TEMP_PREFIX)) == 0 &&
+                    len > 4 && streq(e->d_name + len - 4, ".tmp")) {
+                        if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+                                n++;
+                } else if (S_ISDIR(st.st_mode) && depth > 0) {
+                        _cleanup_close_ int sub = openat(dirfd(d), e->d_name,
+                                                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (sub >= 0)
+                                n += remove_stale_temps(sub, dev, depth - 1);
+                }
+        }
+        closedir(d);
+        return n;
+}
+
 static int64_t realtime_us(void)
 {
         struct timespec ts;
@@ -231,6 +266,10 @@ int main(int argc, char *argv[])
         int r = make_mountpoint(v.mountpoint);
         if (r < 0)
                 return log_error_errno(r, "Mount point %s: %m", v.mountpoint), 1;
+        struct stat rst;
+        unsigned stale = fstat(v.raw_fd, &rst) == 0 ? remove_stale_temps(v.raw_fd, rst.st_dev, 32) : 0;
+        if (stale > 0)
+                log_warning("Removed %u unfinished file(s) a killed view left on the medium.", stale);
         (void)view_keys_load(&v, true);
         r = view_rights_refresh(&v);
         if (r < 0) /* served, but nothing allowed until policyd answers (fail closed) */

@@ -429,8 +429,16 @@ def main():
             p = subprocess.run([TOOL, 'mount', mdir, loop, 'rw'], capture_output=True, text=True, check=True)
             name = p.stdout.split()[0]
             raw = os.path.join(mdir, name)
+            # what a view killed in the middle of a commit leaves: removed at the next start (R-EV-9)
+            os.makedirs(os.path.join(raw, 'deep', 'er'))
+            for stale in ('.mamori-0123456789abcdef.tmp', 'deep/er/.mamori-fedcba9876543210.tmp'):
+                with open(os.path.join(raw, stale), 'w') as f:
+                    f.write('left by a killed view')
             v = View(pd, tmp, raw, keys)
             v.start()
+            left = [n for n in raw_files(raw) if '.mamori-' in n]
+            check(not left, f'R-EV-9: temporary files a killed view left are removed at start ({left})')
+            os.removedirs(os.path.join(raw, 'deep', 'er'))
             test_basics(pd, v, raw, ids, tmp)
             test_plain_and_refusals(pd, v, raw, tmp)
             test_tools(pd, v, raw, ids, tmp)
