@@ -364,12 +364,16 @@ def test_policy():
                                                      '--mode', 'write-encrypted'])
         check(rc == 1 and d.get('permit') is False, 'R-REG-2/R-OUT-4: ...but not writable unless optical_write')
         rc, d = decide(pd, serial='STICK-X')
+        check(d.get('verdict') == 'identify' and not d.get('rights'),
+              'R-REG-2: with the exception on, unregistered USB storage is first looked at (identify, no rights)')
+        rc, d = decide(pd, serial='STICK-X', extra=['--size', '16008609792'])
         check(d.get('reason') == 'unregistered', 'R-REG-2: the exception is for optical discs only')
         rc, d = decide(pd, port='3-1')
         check(rc == 1 and d.get('reason') == 'port-disabled', 'R-REG-8: a medium on a disabled USB port is refused')
         rc, d = decide(pd, port='1-2', extra=['--user', STAFF, '--mode', 'read'])
         check(rc == 0 and d.get('permit') is True, 'R-REG-8: ...and used on an allowed port')
-        rc, d = decide(pd, serial='STICK-X', host='pc-audit', extra=['--user', STAFF2, '--mode', 'write-plain'])
+        rc, d = decide(pd, serial='STICK-X', host='pc-audit', extra=['--user', STAFF2, '--mode', 'write-plain',
+                                                                     '--size', '16008609792'])
         check(rc == 0 and d.get('verdict') == 'audit-only' and d.get('permit') is True,
               'R-EXC-1: an audit-only host decides, records, and does not block')
         rc, d = decide(pd, serial='STICK-X', host='pc-exempt')
