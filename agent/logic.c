@@ -6,6 +6,7 @@
 
 #include "logic.h"
 #include "grant.h"
+#include "i18n.h"
 #include "wire.h"
 
 const char *agent_class_verdict_to_string(int v)
@@ -32,6 +33,38 @@ bool agent_verdict_authorises(int v)
 const char *agent_verdict_recorded(int v)
 {
         return agent_verdict_mounts(v) ? "allowed" : v == MAMORI_VERDICT_IDENTIFY ? "identify" : "blocked";
+}
+
+static const struct {
+        const char *reason, *text;
+} refusal_texts[] = {
+        {"unregistered", N_("this medium is not registered.")},
+        {"retired", N_("this medium's registration was retired.")},
+        {"registration-expired", N_("this medium's period of use has ended.")},
+        {"not-yet-in-use", N_("this medium's period of use has not started.")},
+        {"port-disabled", N_("this USB port is disabled.")},
+        {"badusb", N_("a keyboard that is also storage is refused.")},
+        {"class-refused", N_("this kind of device is not allowed.")},
+        {"ambiguous-identity", N_("more than one medium matches this identity.")},
+        {"policyd-unreachable", N_("the policy service cannot be reached.")},
+        {"identity-unusable", N_("the device's identity cannot be used.")},
+        {"no-mark-found", N_("the medium's registered mark could not be found.")},
+        {"mark-unreadable", N_("the medium's registered mark could not be read.")},
+};
+
+void agent_refusal_message(const char *reason, const char *vendor, const char *product, const char *serial,
+                           const char *port, char *buf, size_t size)
+{
+        const char *text = N_("this medium is not allowed.");
+        for (size_t i = 0; i < ELEMENTSOF(refusal_texts); i++)
+                if (streq(refusal_texts[i].reason, reason))
+                        text = refusal_texts[i].text;
+        const char *local = _(text);
+        int n = snprintf(buf, size, "\r\nmamori: USB %s:%s \"%s\" (port %s): %s\r\n", vendor, product, serial, port,
+                         local);
+        if (strcmp(local, text) != 0 && n > 0 && (size_t)n < size)
+                snprintf(buf + n, size - n, "mamori: USB %s:%s \"%s\" (port %s): %s\r\n", vendor, product, serial,
+                         port, text);
 }
 
 static int hexval(char c)

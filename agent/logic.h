@@ -45,6 +45,13 @@ bool agent_verdict_mounts(int verdict);
  * the reason says which), "identify", or "blocked". */
 const char *agent_verdict_recorded(int verdict);
 
+/* The notice for a refused device, for terminals ("\r\n" line ends): the reason in
+ * the program's language (gettext, text domain "mamori") and, when that is not
+ * English, in English on the next line. Unknown reasons get a generic text (the
+ * device is refused all the same). The device strings must be escaped already. */
+void agent_refusal_message(const char *reason, const char *vendor, const char *product, const char *serial,
+                           const char *port, char *buf, size_t size);
+
 /* Parses udev's ID_USB_INTERFACES (":080650:030101:"). Returns the number of
  * interfaces (>= 1), or -EINVAL for anything not of that form or with more than max. */
 int agent_ifaces_parse(const char *s, agent_iface *ret, size_t max);

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include "client.h"
 #include "idle.h"
 #include "grant.h"
+#include "i18n.h"
 #include "log.h"
 #include "mamori-config.h"
 
@@ -322,6 +324,10 @@ static int run(agent *a)
 int main(int argc, char *argv[])
 {
         mamori_log_open("mamori-agent", getenv("JOURNAL_STREAM") != NULL);
+        /* Notices to users in the system's language (systemd passes its LANG), the
+         * English under them (agent_refusal_message). */
+        (void)setlocale(LC_MESSAGES, "");
+        mamori_i18n_bind(MAMORI_LOCALEDIR);
         (void)prctl(PR_SET_DUMPABLE, 0);
         static agent a = {.policyd_fd = -1, .watch_fd = -1, .mount_dir = "/run/mamori-agent/raw", .status_dir = "/run/mamori-agent"};
         opts o = {.config = MAMORI_CONFIG_PATH, .spool_dir = "/var/lib/mamori-agent",

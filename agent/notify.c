@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Telling the user why a device was refused: one line in Japanese and one in English
- * on the console and every logged-in terminal (utmp), and in the journal. The text is
- * bilingual in the source (not gettext yet); the device's strings are shown escaped
- * and quoted, never interpreted.
+ * Telling the user why a device was refused: a line in the terminal's language (the
+ * system locale, gettext: po/ja.po) and, when that is not English, the English under
+ * it, on the console and every logged-in terminal (utmp), and in the journal. The
+ * texts are in logic.c (agent_refusal_message); the device's strings are shown
+ * escaped and quoted, never interpreted.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,33 +16,6 @@
 #include "agent.h"
 #include "cleanup.h"
 #include "log.h"
-
-typedef struct reason_text {
-        const char *reason, *ja, *en;
-} reason_text;
-
-static const reason_text texts[] = {
-        {"unregistered", "登録されていない外部記録媒体です", "this medium is not registered"},
-        {"retired", "廃止された外部記録媒体です", "this medium's registration was retired"},
-        {"registration-expired", "使用期間が終了した外部記録媒体です", "this medium's period of use has ended"},
-        {"not-yet-in-use", "使用開始日前の外部記録媒体です", "this medium's period of use has not started"},
-        {"port-disabled", "このUSBポートは使用できません", "this USB port is disabled"},
-        {"badusb", "キーボードと記録媒体を兼ねる機器は使用できません", "a keyboard that is also storage is refused"},
-        {"class-refused", "許可されていない種類の機器です", "this kind of device is not allowed"},
-        {"ambiguous-identity", "同じ識別情報の媒体が複数登録されています", "more than one medium matches this identity"},
-        {"policyd-unreachable", "判定サービスに接続できないため使用できません", "the policy service cannot be reached"},
-        {"identity-unusable", "機器の識別情報を読み取れません", "the device's identity cannot be used"},
-};
-
-/* The message for reason; unknown reasons get a generic line (still refused). */
-static const reason_text *text_for(const char *reason)
-{
-        for (size_t i = 0; i < ELEMENTSOF(texts); i++)
-                if (streq(texts[i].reason, reason))
-                        return &texts[i];
-        static const reason_text generic = {"", "外部記録媒体の使用は許可されていません", "this medium is not allowed"};
-        return &generic;
-}
 
 /* A utmp line is a tty name: letters, digits and '/' only (so no ".."). ut_line need
  * not be NUL-terminated: only its first n bytes are read. */
@@ -66,12 +40,8 @@ static void write_to(const char *path, const char *msg)
 
 void notify_refused(agent *a, const agent_dev *dev)
 {
-        const reason_text *t = text_for(dev->reason);
         char msg[4096];
-        snprintf(msg, sizeof msg,
-                 "\r\nmamori: USB %s:%s \"%s\" (port %s): %s。\r\nmamori: USB %s:%s \"%s\" (port %s): %s.\r\n",
-                 dev->vendor, dev->product, dev->serial, dev->port, t->ja, dev->vendor, dev->product, dev->serial,
-                 dev->port, t->en);
+        agent_refusal_message(dev->reason, dev->vendor, dev->product, dev->serial, dev->port, msg, sizeof msg);
         log_notice("Refused USB %s:%s serial \"%s\" on port %s: %s.", dev->vendor, dev->product, dev->serial,
                    dev->port, dev->reason);
         if (a->quiet)

@@ -33,6 +33,7 @@
 #include "auth-policy.h"
 #include "client.h"
 #include "config.h"
+#include "i18n.h"
 #include "mamori-config.h"
 #include "wire.h"
 
@@ -41,15 +42,19 @@
 #define SESSION_KEY "pam_mamori_session"
 #define TOTP_KEY "pam_mamori_totp" /* preauth said: the second factor is needed and enrolled */
 
-/* User-facing texts, Japanese then English (the terminals' users read Japanese). */
-#define MSG_LOCKED "アカウントはロックされています（%s まで）。\nThe account is locked until %s."
-#define MSG_BANNED "このアカウントのログインは禁止されています。\nLogin for this account is prohibited."
-#define MSG_CODE_PROMPT "確認コード / Verification code: "
-#define MSG_CODE_WRONG "確認コードが正しくありません。\nThe verification code is not correct."
-#define MSG_NOT_ENROLLED "二要素認証が登録されていません。管理者に連絡してください。\n" \
-                         "No second factor is enrolled; contact your administrator."
-#define MSG_UNREACHABLE "認証サービスに接続できません。\nThe authentication service cannot be reached."
-#define MSG_LAST_LOGIN "前回のログイン / Last login: %s%s%s%s%s"
+/* The catalogs: the installed ones; the test build of this module (tests/pam) binds
+ * the build tree's po/ instead. */
+#ifndef MAMORI_PAM_LOCALEDIR
+#define MAMORI_PAM_LOCALEDIR MAMORI_LOCALEDIR
+#endif
+
+/* What the user reads (gettext, po/ja.po; the terminals' users read Japanese). */
+#define MSG_LOCKED N_("The account is locked until %s.")
+#define MSG_BANNED N_("Login for this account is prohibited.")
+#define MSG_CODE_PROMPT N_("Verification code: ")
+#define MSG_CODE_WRONG N_("The verification code is not correct.")
+#define MSG_NOT_ENROLLED N_("No second factor is enrolled; contact your administrator.")
+#define MSG_UNREACHABLE N_("The authentication service cannot be reached.")
 
 typedef enum mode { MODE_NONE, MODE_PREAUTH, MODE_AUTHFAIL, MODE_AUTHSUCC } mode;
 
@@ -64,8 +69,38 @@ typedef struct login {
         const char *user, *service, *rhost, *tty;
 } login;
 
+/* Says fmt in the program's language (gettext) and, when that is not English, in
+ * English on the next line too: the terminals' users read Japanese, an administrator
+ * helping them may not. style is PAM_ERROR_MSG or PAM_TEXT_INFO. */
+/* The translation of a format: a function of its own, so that the compiler checks the
+ * arguments against the English format (format_arg) and sees no null format. */
+__attribute__((format_arg(1), returns_nonnull)) static const char *translated(const char *fmt)
+{
+        const char *t = _(fmt);
+        return t ? t : fmt;
+}
+
+__attribute__((format(printf, 3, 4))) static void say(pam_handle_t *ph, int style, const char *fmt, ...)
+{
+        char local[512], en[512], both[1040];
+        va_list ap, ap2;
+        va_start(ap, fmt);
+        va_copy(ap2, ap);
+        vsnprintf(local, sizeof local, translated(fmt), ap);
+        vsnprintf(en, sizeof en, fmt, ap2);
+        va_end(ap2);
+        va_end(ap);
+        if (strcmp(local, en) == 0)
+                (void)pam_prompt(ph, style, NULL, "%s", en);
+        else {
+                snprintf(both, sizeof both, "%s\n%s", local, en);
+                (void)pam_prompt(ph, style, NULL, "%s", both);
+        }
+}
+
 static void parse_opts(pam_handle_t *ph, int argc, const char **argv, opts *o)
 {
+        mamori_i18n_bind(MAMORI_PAM_LOCALEDIR); /* every face comes through here */
         *o = (opts){.config = MAMORI_CONFIG_PATH};
         for (int i = 0; i < argc; i++) {
                 if (strcmp(argv[i], "preauth") == 0)
@@ -179,7 +214,7 @@ static int unreachable(pam_handle_t *ph, const opts *o, const login *l, int why)
                    closed ? "refused" : "password alone decides", l->user);
         if (!closed)
                 return PAM_IGNORE;
-        pam_error(ph, "%s", MSG_UNREACHABLE);
+        say(ph, PAM_ERROR_MSG, MSG_UNREACHABLE);
         return PAM_AUTHINFO_UNAVAIL;
 }
 
@@ -191,7 +226,7 @@ static void say_locked(pam_handle_t *ph, const mamori_msg *m)
         (void)mamori_msg_get_u8(m, MAMORI_F_AUTH_BANNED, &banned);
         (void)mamori_msg_get_i64(m, MAMORI_F_AUTH_UNTIL, &until);
         if (banned) {
-                pam_error(ph, "%s", MSG_BANNED);
+                say(ph, PAM_ERROR_MSG, MSG_BANNED);
                 return;
         }
         char when[64] = "?";
@@ -199,7 +234,7 @@ static void say_locked(pam_handle_t *ph, const mamori_msg *m)
         struct tm tm;
         if (localtime_r(&t, &tm))
                 strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-        pam_error(ph, MSG_LOCKED, when, when);
+        say(ph, PAM_ERROR_MSG, MSG_LOCKED, when);
 }
 
 static void free_data(pam_handle_t *ph, void *data, int status)
@@ -282,7 +317,7 @@ static int second_factor(pam_handle_t *ph, const opts *o, const login *l, uint64
 {
         char *code = NULL;
         mamori_msg *m = NULL;
-        int ret, r = pam_prompt(ph, PAM_PROMPT_ECHO_OFF, &code, "%s", MSG_CODE_PROMPT);
+        int ret, r = pam_prompt(ph, PAM_PROMPT_ECHO_OFF, &code, "%s", _(MSG_CODE_PROMPT));
         if (r != PAM_SUCCESS || !code) {
                 ret = PAM_AUTH_ERR; /* fail closed: no code, no login */
                 goto out;
@@ -301,7 +336,7 @@ static int second_factor(pam_handle_t *ph, const opts *o, const login *l, uint64
                 ret = PAM_AUTH_ERR;
                 break;
         case MAMORI_E_INVALID:
-                pam_error(ph, "%s", MSG_CODE_WRONG);
+                say(ph, PAM_ERROR_MSG, MSG_CODE_WRONG);
                 ret = PAM_AUTH_ERR;
                 break;
         default:
@@ -345,7 +380,7 @@ static int do_authsucc(pam_handle_t *ph, const opts *o, const login *l)
                 (void)mamori_msg_get_u8(m, MAMORI_F_AUTH_NEED_TOTP, &need);
                 (void)mamori_msg_get_u8(m, MAMORI_F_AUTH_TOTP, &enrolled);
                 if (need && !enrolled) {
-                        pam_error(ph, "%s", MSG_NOT_ENROLLED);
+                        say(ph, PAM_ERROR_MSG, MSG_NOT_ENROLLED);
                         ret = PAM_AUTH_ERR; /* fail closed: the policy wants a factor they lack */
                 } else
                         ret = need ? second_factor(ph, o, l, token) : PAM_SUCCESS;
@@ -415,7 +450,14 @@ static void say_last_login(pam_handle_t *ph, const mamori_msg *m)
         struct tm tm;
         if (localtime_r(&s, &tm))
                 strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-        pam_info(ph, MSG_LAST_LOGIN, when, *host ? " from " : "", host, *tty ? " on " : "", tty);
+        if (*host && *tty)
+                say(ph, PAM_TEXT_INFO, N_("Last login: %s from %s on %s"), when, host, tty);
+        else if (*host)
+                say(ph, PAM_TEXT_INFO, N_("Last login: %s from %s"), when, host);
+        else if (*tty)
+                say(ph, PAM_TEXT_INFO, N_("Last login: %s on %s"), when, tty);
+        else
+                say(ph, PAM_TEXT_INFO, N_("Last login: %s"), when);
 }
 
 PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t *ph, int flags, int argc, const char **argv)

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +163,7 @@ int main(int argc, char *argv[])
 {
         const char *service = "mamori-test", *user = NULL, *tty = NULL, *rhost = NULL;
         int parallel = 0, o;
+        setlocale(LC_ALL, ""); /* as login and sshd do: the module's messages follow it */
         if (argc == 4 && strcmp(argv[1], "raw") == 0)
                 return raw(argv[2], argv[3]);
         while ((o = getopt(argc, argv, "s:u:p:c:t:r:n:")) >= 0)

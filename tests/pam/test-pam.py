@@ -101,15 +101,18 @@ class Pam:
     def __init__(self, pd, svcdir):
         self.pd, self.svcdir = pd, svcdir
 
-    def env(self):
+    def env(self, lang='ja'):
         e = self.pd.env()
+        # The terminals' users read Japanese: the messages come from po/ja.po (gettext) with
+        # the English under them. LANGUAGE is honoured with a C.UTF-8 locale (not plain C).
+        e.update(LC_ALL='C.UTF-8', LANGUAGE=lang)
         e.update(PAM_WRAPPER='1', UID_WRAPPER_DISABLE_DEEPBIND='1',  # pam_wrapper's switch; ASan refuses RTLD_DEEPBIND
                  PAM_WRAPPER_SERVICE_DIR=self.svcdir, LD_PRELOAD=WRAPPER_LIB,
                  ASAN_OPTIONS='verify_asan_link_order=0:detect_leaks=0:abort_on_error=1')
         return e
 
     def run(self, user, *ops, password=None, code=None, tty='pts/1', rhost='192.0.2.7', service='mamori-test',
-            as_=None, parallel=0):
+            as_=None, parallel=0, lang='ja'):
         argv = [DRIVER, '-s', service, '-u', user]
         if password is not None:
             argv += ['-p', password]
@@ -121,7 +124,7 @@ class Pam:
             argv += ['-r', rhost]
         if parallel:
             argv += ['-n', str(parallel)]
-        p = subprocess.run(as_user(as_) + argv + list(ops), env=self.env(), capture_output=True, text=True,
+        p = subprocess.run(as_user(as_) + argv + list(ops), env=self.env(lang), capture_output=True, text=True,
                            timeout=300)
         out = p.stdout
         res = dict(re.findall(r'^result (\S+) (\S+)$', out, re.M))
@@ -180,6 +183,11 @@ def test_lockout(pam, pd):
     res, out, _ = pam.run(STAFF, 'auth', password=GOOD[STAFF])
     check(res.get('auth') == 'PAM_AUTH_ERR' and 'locked until' in out and 'ロックされています' in out,
           'R-AUTH-1 right password refused while locked, told until when')
+    check(out.index('ロックされています') < out.index('locked until'),
+          'R-AUTH-1 the Japanese message (po/ja.po, gettext) comes first, the English under it')
+    res, out_en, _ = pam.run(STAFF, 'auth', password=GOOD[STAFF], lang='en')
+    check('locked until' in out_en and 'ロック' not in out_en,
+          'R-AUTH-1 in an English locale only the English message (the text is translated, not fixed)')
     st = status(pd, STAFF)
     check(st.get('locked') is True and st.get('failures') == 5, 'R-AUTH-1 mediactl user status shows the lock')
     # The same answer for a name that does not exist (no user enumeration).
@@ -321,7 +329,7 @@ def test_totp(pam, pd, tmp):
             continue
         code = oathtool(secret, alg, digits)
         res, out, _ = pam.run(STAFF2, 'auth', password=GOOD[STAFF2], code=code)
-        check(res.get('auth') == 'PAM_SUCCESS' and 'Verification code' in out,
+        check(res.get('auth') == 'PAM_SUCCESS' and '確認コード' in out,
               f'R-AUTH-3 oathtool {alg} {digits}-digit code accepted')
     # Replay, outside the window, wrong: refused, and each counts.
     base = status(pd, STAFF2).get('failures')
@@ -332,7 +340,8 @@ def test_totp(pam, pd, tmp):
     check(res.get('auth') == 'PAM_AUTH_ERR', 'R-AUTH-3 a code outside the window is refused')
     wrong = '%08d' % ((int(oathtool(secret, 'sha512', 8)) + 1) % 10**8)
     res, out, _ = pam.run(STAFF2, 'auth', password=GOOD[STAFF2], code=wrong)
-    check(res.get('auth') == 'PAM_AUTH_ERR' and '確認コード' in out, 'R-AUTH-3 a wrong code is refused')
+    check(res.get('auth') == 'PAM_AUTH_ERR' and '確認コードが正しくありません' in out and 'not correct' in out,
+          'R-AUTH-3 a wrong code is refused, and the user told so (ja, en)')
     check(status(pd, STAFF2).get('failures') == base + 3, 'R-AUTH-3 the three refused codes count toward the lockout')
     results = [r['fields'].get('result') for r in evidence(pd, 'auth.totp', STAFF2)]
     check({'accepted', 'replayed', 'wrong'} <= set(results), f'R-EV-5 MFA results are evidence ({set(results)})')
@@ -340,7 +349,7 @@ def test_totp(pam, pd, tmp):
     check(res.get('auth') == 'PAM_AUTH_ERR', 'R-AUTH-3 a wrong password never reaches the code')
     # A user without the second factor in the policy is not asked.
     res, out, _ = pam.run(STAFF, 'auth', password=GOOD[STAFF])
-    check(res.get('auth') == 'PAM_SUCCESS' and 'Verification code' not in out, 'R-AUTH-3 others are not asked')
+    check(res.get('auth') == 'PAM_SUCCESS' and '確認コード' not in out, 'R-AUTH-3 others are not asked')
 
 
 def test_unreachable(pam, pd):

@@ -2,6 +2,9 @@
 /* The agent's pure logic: interface classes, BadUSB, descriptors, identity strings,
  * filesystem probing, mount names (agent/logic.c). */
 #include <errno.h>
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +14,7 @@
 
 #include "cleanup.h"
 #include "grant.h"
+#include "i18n.h"
 #include "logic.h"
 
 static const uint8_t allowed[] = {0x03, 0x09};
@@ -21,6 +25,33 @@ static agent_class_verdict classify_str(const char *ifaces)
         int n = agent_ifaces_parse(ifaces, ifs, AGENT_IFACES_MAX);
         assert_true(n > 0);
         return agent_classify(ifs, n, allowed, ELEMENTSOF(allowed));
+}
+
+/* The refusal notice comes from the catalog (po/ja.po, built into <build>/po): in a
+ * Japanese locale the Japanese line, then the English; otherwise the English alone. */
+static void test_refusal_message(void **state)
+{
+        const char *build = getenv("MAMORI_BUILD_ROOT");
+        assert_non_null(build);
+        char dir[4096], buf[1024];
+        snprintf(dir, sizeof dir, "%s/po", build);
+        assert_non_null(setlocale(LC_ALL, "C.UTF-8"));
+        mamori_i18n_bind(dir);
+        setenv("LANGUAGE", "en", 1); /* first: found translations are cached by glibc */
+        agent_refusal_message("unregistered", "46f4", "0001", "S\\x22", "1-2", buf, sizeof buf);
+        assert_string_equal(buf, "\r\nmamori: USB 46f4:0001 \"S\\x22\" (port 1-2): this medium is not registered.\r\n");
+        setenv("LANGUAGE", "ja", 1);
+        agent_refusal_message("unregistered", "46f4", "0001", "S", "1-2", buf, sizeof buf);
+        assert_string_equal(buf, "\r\nmamori: USB 46f4:0001 \"S\" (port 1-2): 登録されていない外部記録媒体です。\r\n"
+                                 "mamori: USB 46f4:0001 \"S\" (port 1-2): this medium is not registered.\r\n");
+        agent_refusal_message("badusb", "1d6b", "0104", "B", "3-1", buf, sizeof buf);
+        assert_non_null(strstr(buf, "キーボードと記録媒体を兼ねる機器は使用できません。"));
+        agent_refusal_message("no-such-reason", "1d6b", "0104", "B", "3-1", buf, sizeof buf);
+        assert_non_null(strstr(buf, "外部記録媒体の使用は許可されていません。")); /* unknown: generic, still refused */
+        char tiny[40]; /* a short buffer: cut, terminated, never overrun */
+        agent_refusal_message("unregistered", "46f4", "0001", "S", "1-2", tiny, sizeof tiny);
+        assert_int_equal(strlen(tiny), sizeof tiny - 1);
+        unsetenv("LANGUAGE");
 }
 
 /* Which verdicts let the device in, and which mount it: identify authorises without
@@ -271,7 +302,7 @@ static void test_fs_probe(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_verdicts),
+                cmocka_unit_test(test_verdicts),     cmocka_unit_test(test_refusal_message),
                 cmocka_unit_test(test_classify),   cmocka_unit_test(test_ifaces_parse),
                 cmocka_unit_test(test_classes_parse), cmocka_unit_test(test_descriptors),
                 cmocka_unit_test(test_usb_id),     cmocka_unit_test(test_port),
