@@ -75,6 +75,82 @@ static int load(view *v, const view_entry *e, int stage)
         return 0;
 }
 
+void view_node_stream_abandon(view_node *n)
+{
+        if (!n->sw)
+                return;
+        n->sw = mamori_age_writer_free(n->sw);
+        close(n->sw_fd);
+        (void)unlinkat(n->sw_dir, n->sw_tmp, 0);
+        close(n->sw_dir);
+        n->sw_fd = n->sw_dir = -1;
+}
+
+/* Starts encrypting on the fly for a new, empty node whose writer stores encrypted. A
+ * failure only means the stage is encrypted at commit, as without it. */
+static void stream_start(view *v, view_node *n, int dir_fd, const view_caller *c)
+{
+        if (view_form_for(c->modes) != VIEW_FORM_AGE_ORG || dir_fd < 0)
+                return;
+        pthread_mutex_lock(&v->lock);
+        mamori_age_recipient rec = v->recipient;
+        bool have = v->have_recipient;
+        pthread_mutex_unlock(&v->lock);
+        if (!have)
+                return;
+        int dfd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 3);
+        if (dfd < 0)
+                return;
+        snprintf(n->sw_tmp, sizeof n->sw_tmp, VIEW_TEMP_PREFIX "%08x%08x.tmp", randombytes_random(),
+                 randombytes_random());
+        int fd = openat(dfd, n->sw_tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        mamori_age_encrypt_opts o = {.recipients = &rec, .n_recipients = 1};
+        if (fd < 0 || mamori_age_writer_new(fd, &o, &n->sw) < 0) {
+                if (fd >= 0) {
+                        close(fd);
+                        (void)unlinkat(dfd, n->sw_tmp, 0);
+                }
+                close(dfd);
+                n->sw = NULL;
+                return;
+        }
+        n->sw_fd = fd;
+        n->sw_dir = dfd;
+        n->sw_off = 0;
+}
+
+void view_node_wrote(view_node *n, const void *buf, size_t len, uint64_t off)
+{
+        if (!n->sw)
+                return;
+        if (off != n->sw_off || mamori_age_writer_write(n->sw, buf, len) < 0) {
+                view_node_stream_abandon(n); /* not in order, or the medium failed: the stage has it */
+                return;
+        }
+        n->sw_off += len;
+}
+
+/* Finishes the on-the-fly encryption if it holds exactly the stage. Returns 0 with the
+ * temporary file complete and synced (name in n->sw_tmp, in the node's directory), or
+ * -errno (abandoned). */
+static int stream_finish(view_node *n, uint64_t size)
+{
+        if (!n->sw)
+                return -ENOENT;
+        int r = n->sw_off == size ? mamori_age_writer_finish(n->sw) : -ESPIPE;
+        if (r >= 0 && fsync(n->sw_fd) < 0)
+                r = -errno;
+        if (r < 0) {
+                view_node_stream_abandon(n);
+                return r;
+        }
+        n->sw = mamori_age_writer_free(n->sw);
+        close(n->sw_fd);
+        close(n->sw_dir);
+        n->sw_fd = n->sw_dir = -1;
+        return 0;
+}
+
 int view_node_open(view *v, const char *path, const view_entry *e, bool truncate, const view_caller *c,
                    view_node **ret)
 {
@@ -83,6 +159,7 @@ int view_node_open(view *v, const char *path, const view_entry *e, bool truncate
                 if (truncate) {
                         if (ftruncate(n->stage_fd, 0) < 0)
                                 return -errno;
+                        view_node_stream_abandon(n);
                         n->dirty = true;
                 }
                 n->refs++;
@@ -103,7 +180,10 @@ int view_node_open(view *v, const char *path, const view_entry *e, bool truncate
                         return r;
         }
         *nn = (view_node){.path = TAKE_PTR(p), .refs = 1, .stage_fd = TAKE_FD(stage),
-                          .dirty = truncate || !existing, .uid = c->uid, .pid = c->pid, .next = v->nodes};
+                          .dirty = truncate || !existing, .uid = c->uid, .pid = c->pid, .next = v->nodes,
+                          .sw_fd = -1, .sw_dir = -1};
+        if (truncate || !existing)
+                stream_start(v, nn, e->dir_fd, c);
         v->nodes = nn;
         *ret = TAKE_PTR(nn);
         return 0;
@@ -118,6 +198,7 @@ void view_node_unref(view *v, view_node *n)
                         *p = n->next;
                         break;
                 }
+        view_node_stream_abandon(n);
         close(n->stage_fd);
         free(n->path);
         free(n);
@@ -129,6 +210,7 @@ void view_nodes_rename(view *v, const char *from, const char *to)
         for (view_node *n = v->nodes; n; n = n->next) {
                 if (!n->path || strncmp(n->path, from, fl) != 0 || (n->path[fl] && n->path[fl] != '/'))
                         continue;
+                view_node_stream_abandon(n); /* its temporary file is in the old directory */
                 char *np;
                 if (asprintf(&np, "%s%s", to, n->path + fl) < 0) {
                         free(n->path); /* cannot follow the rename: the node is detached, never committed */
@@ -194,9 +276,14 @@ int view_node_commit(view *v, view_node *n, const view_caller *c)
         if (fstat(n->stage_fd, &st) < 0)
                 return -errno;
         char tmp[64], stored[NAME_MAX + 8], source[PATH_MAX];
-        r = write_temp(v, n->stage_fd, dfd, form, tmp);
-        if (r < 0)
-                return log_error_errno(r, "Cannot store \"%s\" on the medium: %m", e.base);
+        if (form == VIEW_FORM_AGE_ORG && stream_finish(n, (uint64_t)st.st_size) >= 0)
+                snprintf(tmp, sizeof tmp, "%s", n->sw_tmp); /* encrypted while it was written */
+        else {
+                view_node_stream_abandon(n);
+                r = write_temp(v, n->stage_fd, dfd, form, tmp);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot store \"%s\" on the medium: %m", e.base);
+        }
         snprintf(stored, sizeof stored, "%s%s", e.base, form == VIEW_FORM_AGE_ORG ? VIEW_SUFFIX : "");
         view_source_path(v, c->pid, e.base, source, sizeof source);
         if (!source[0] && c->pid != n->pid)

@@ -362,6 +362,7 @@ static int op_write(const char *path, const char *buf, size_t size, off_t off, s
         ssize_t n = pwrite(h->node->stage_fd, buf, size, off);
         if (n < 0)
                 return -errno;
+        view_node_wrote(h->node, buf, (size_t)n, (uint64_t)off);
         h->node->dirty = true;
         h->node->failed = false;
         return (int)n;
@@ -427,6 +428,7 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
         if (h && h->node) {
                 if (ftruncate(h->node->stage_fd, size) < 0)
                         return -errno;
+                view_node_stream_abandon(h->node);
                 h->node->dirty = true;
                 return 0;
         }
@@ -436,6 +438,7 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
         if (r < 0)
                 return r;
         view_handle *t = (view_handle *)(uintptr_t)tfi.fh;
+        view_node_stream_abandon(t->node);
         if (ftruncate(t->node->stage_fd, size) < 0)
                 r = -errno;
         else {
@@ -466,6 +469,7 @@ static int op_unlink(const char *path)
         if (e.kind != VIEW_NONE && unlinkat(dfd, e.stored, 0) < 0)
                 return -errno;
         if (n) { /* open for writing: its content is never stored */
+                view_node_stream_abandon(n);
                 free(n->path);
                 n->path = NULL;
         }
@@ -559,6 +563,7 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
         if (r < 0)
                 return r;
         if (nb && nb != na) { /* the file open at the target is replaced: never stored */
+                view_node_stream_abandon(nb);
                 free(nb->path);
                 nb->path = NULL;
         }

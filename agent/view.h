@@ -160,7 +160,19 @@ struct view_node {
         bool failed;      /* a commit failed and the writer was told: not tried again at release */
         uid_t uid;
         pid_t pid;        /* the process that opened it (for source_path) */
+        /* Encryption on the fly while a new file is written from its start in order:
+         * ciphertext to a temporary file beside the target, so a copy's commit only
+         * finishes it. Any other write, truncate or rename abandons it (the stage has
+         * everything; commit then encrypts the stage as usual). */
+        mamori_age_writer *sw;
+        int sw_fd, sw_dir;
+        char sw_tmp[64];
+        uint64_t sw_off;
 };
+/* Records that len bytes were written at off (after they reached the stage). */
+void view_node_wrote(view_node *n, const void *buf, size_t len, uint64_t off);
+/* Drops the on-the-fly encryption (unlinks its temporary file). */
+void view_node_stream_abandon(view_node *n);
 view_node *view_node_find(view *v, const char *path);
 /* Opens (or shares) the node for path; loads the stored content unless truncate.
  * Returns 0 or -errno. */

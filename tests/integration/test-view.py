@@ -257,6 +257,13 @@ def test_tools(pd, v, raw, ids, tmp):
     p = run(['sh', '-c', f'echo more >> {v.path("doc.txt")} && truncate -s 10 {v.path("doc.txt")}'], user=STAFF)
     check(p.returncode == 0 and age_open(ids, os.path.join(raw, 'doc.txt.age')) == b'version 2\n',
           f'append and truncate in place ({p.stderr.strip()})')
+    # out of order: the encryption on the fly is dropped, the stage is encrypted at close
+    sparse = ('import sys\nf=open(sys.argv[1],"wb")\nf.write(b"A"*70000)\nf.seek(200000)\nf.write(b"B"*10)\n'
+              'f.seek(5)\nf.write(b"C"*3)\nf.close()\n')
+    p = run(['python3', '-c', sparse, v.path('sparse.bin')], user=STAFF)
+    want = b'A' * 5 + b'CCC' + b'A' * (70000 - 8) + b'\0' * (200000 - 70000) + b'B' * 10
+    check(p.returncode == 0 and age_open(ids, os.path.join(raw, 'sparse.bin.age')) == want,
+          f'writes out of order and a hole are stored exactly ({p.stderr.strip()})')
     p = run(['sh', '-c', f'mkdir {v.path("d1")} && rmdir {v.path("d1")} && rm {v.path("doc.txt")}'], user=STAFF)
     check(p.returncode == 0 and 'doc.txt.age' not in raw_files(raw), 'mkdir, rmdir, rm')
     p = run(['df', v.mp], user=STAFF)
