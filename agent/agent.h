@@ -100,6 +100,10 @@ void policyd_drop(agent *a);
  * lost connection, reconnecting decides again too. Returns 0 or -errno (retried). */
 int watch_connect(agent *a);
 void watch_close(agent *a);
+/* Tells policyd on the watch connection that dev came (present) or went, for tokens
+ * (R-AUTH-4); policyd's answer comes back on it. Not connected: nothing (all devices
+ * are reported on connecting). */
+void watch_presence(agent *a, const agent_dev *dev, bool present);
 /* Asks policyd again about every storage device and acts on changed answers; the
  * media views ask again for their rights. */
 void agent_decide_storage_again(agent *a);

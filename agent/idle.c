@@ -763,6 +763,26 @@ void idle_free(idle_watch *w)
         free(w);
 }
 
+int idle_lock_user(agent *a, const char *user, const char *why)
+{
+        idle_watch *w = a->idle;
+        if (!w) /* no session watch (exempt host, no logind): nothing can be locked */
+                return -ENOTCONN;
+        int n = 0;
+        for (size_t i = 0; i < SESSIONS_MAX; i++) {
+                sess *s = &w->s[i];
+                if (!s->used || s->ignored || s->state != SESS_OPEN || !streq(s->user, user))
+                        continue;
+                log_info("Session %s (%s): locking now (%s).", s->id, s->user, why);
+                if (s->graphical || (s->remote && streq(w->a->cfg->idle.remote_action, "terminate")))
+                        lock_session(w, s);
+                else
+                        lock_frozen(s, why); /* recorded as session.lock with action=why */
+                n++;
+        }
+        return n;
+}
+
 void idle_write_status(const agent *a, int fd)
 {
         const idle_watch *w = a->idle;

@@ -15,5 +15,9 @@ int idle_start(struct agent *a, idle_watch **ret);
 /* Stops watching; locked sessions stay frozen (fail closed) and are found again by the
  * next agent. Accepts NULL. */
 void idle_free(idle_watch *w);
+/* Locks every open session of user now, as on idle (why: the session.lock record's
+ * action, e.g. "token-removed", R-AUTH-4). Returns the number of sessions, or
+ * -ENOTCONN when sessions are not watched (exempt host, no logind). */
+int idle_lock_user(struct agent *a, const char *user, const char *why);
 /* Appends "idle_*=" lines (timeout, exempt, sessions, locked) to the status file. */
 void idle_write_status(const struct agent *a, int fd);

@@ -199,6 +199,7 @@ void usb_device_added(agent *a, struct udev_device *u)
                 return;
         }
         dev_identity(d, u);
+        watch_presence(a, d, true); /* any device may be someone's authentication token */
         agent_iface ifs[AGENT_IFACES_MAX];
         int n = usb_read_ifaces(syspath, ifs, ELEMENTSOF(ifs));
         d->cls = n < 0 ? AGENT_REFUSE : agent_classify(ifs, n, a->classes, a->n_classes);
@@ -229,6 +230,7 @@ void usb_device_removed(agent *a, struct udev_device *u)
         if (d->mounted)
                 (void)mount_release(a, d);
         (void)evidence_device(a, "removal", d, NULL);
+        watch_presence(a, d, false); /* a token pulled out: policyd says whose, the agent locks */
         d->timer = sd_event_source_disable_unref(d->timer);
         d->used = false;
 }

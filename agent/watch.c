@@ -10,6 +10,12 @@
  * timer reconnects, and after a reconnection the agent decides everything again, so
  * nothing missed in between stays allowed. Between the change and the reconnection
  * the old answers stand (the same as a change made while policyd is away).
+ *
+ * Authentication tokens (R-AUTH-4) are reported on the same connection: every USB
+ * device with a serial that comes or goes (token-presence). policyd ties what it hears
+ * to this connection and forgets it when the connection closes, so after a
+ * reconnection the agent reports every device again. When policyd answers that a
+ * device that went was a user's token, that user's sessions are locked at once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +26,7 @@
 #include "agent.h"
 #include "cleanup.h"
 #include "client.h"
+#include "idle.h"
 #include "log.h"
 
 static void watch_drop(agent *a)
@@ -40,6 +47,51 @@ void agent_decide_storage_again(agent *a)
                         decide_again(a, &a->devs[i]);
         for (size_t i = 0; i < AGENT_DEVICES_MAX; i++)
                 view_reload(&a->devs[i]); /* the media views ask policyd for their rights again too */
+}
+
+/* policyd's answer about a device that came or went: a token. Pulled: lock its user's
+ * sessions now (R-AUTH-4). */
+static void token_answer(agent *a, const mamori_msg *m)
+{
+        const char *user, *no = "";
+        uint8_t here;
+        if (mamori_msg_get_str(m, MAMORI_F_USER, 32, &user) < 0 || mamori_msg_get_u8(m, MAMORI_F_TOKEN_PRESENT, &here) < 0)
+                return;
+        (void)mamori_msg_get_str(m, MAMORI_F_MEDIA_NO, 64, &no);
+        if (here) {
+                log_info("Token %s of user %s plugged in.", no, user);
+                return;
+        }
+        log_notice("Token %s of user %s pulled out: locking the user's sessions.", no, user);
+        int r = idle_lock_user(a, user, "token-removed");
+        if (r < 0)
+                log_error_errno(r, "Cannot lock the sessions of %s: %m", user);
+}
+
+void watch_presence(agent *a, const agent_dev *dev, bool present)
+{
+        if (a->watch_fd < 0 || !dev->serial_ok || !dev->serial[0])
+                return; /* not connected: everything is reported again on connecting */
+        _cleanup_(mamori_msg_freep) mamori_msg *m = NULL;
+        if (mamori_msg_new(MAMORI_MSG_TOKEN_PRESENCE, 0, &m) < 0)
+                return;
+        mamori_msg_put_str(m, MAMORI_F_DEV_VENDOR, dev->vendor);
+        mamori_msg_put_str(m, MAMORI_F_DEV_PRODUCT, dev->product);
+        mamori_msg_put_str(m, MAMORI_F_DEV_SERIAL, dev->serial);
+        mamori_msg_put_str(m, MAMORI_F_DEV_PORT, dev->port);
+        mamori_msg_put_u8(m, MAMORI_F_TOKEN_PRESENT, present);
+        int r = mamori_wire_send(a->watch_fd, m);
+        if (r < 0) { /* reconnect: policyd forgets this connection's reports, we send them all again */
+                log_warning_errno(r, "Cannot report a device to policyd (%m); reconnecting.");
+                watch_drop(a);
+        }
+}
+
+static void report_all(agent *a)
+{
+        for (size_t i = 0; i < AGENT_DEVICES_MAX && a->watch_fd >= 0; i++)
+                if (a->devs[i].used)
+                        watch_presence(a, &a->devs[i], true);
 }
 
 static int on_watch(sd_event_source *s, int fd, uint32_t revents, void *userdata)
@@ -68,6 +120,8 @@ static int on_watch(sd_event_source *s, int fd, uint32_t revents, void *userdata
                 }
                 if (m->type == MAMORI_MSG_MEDIA_CHANGED)
                         changed = true;
+                else if (m->type == MAMORI_MSG_TOKEN_PRESENCE && m->status == MAMORI_OK)
+                        token_answer(a, m);
         }
         if (changed) {
                 log_info("policyd reports a change of the ledger or the grants: deciding every storage device again.");
@@ -99,6 +153,7 @@ int watch_connect(agent *a)
         if (r < 0)
                 return r;
         a->watch_fd = TAKE_FD(fd);
+        report_all(a); /* policyd knows nothing of this connection's devices yet */
         if (a->watch_missed) { /* changes made while unheard: decide again now */
                 a->watch_missed = false;
                 agent_decide_storage_again(a);

@@ -187,6 +187,9 @@ static const ConfigKey config_table[] = {
         KEY_STRV(auth.mfa_users, 1, 32, valid_name, NAME_WHAT),
         KEY_STRV(auth.mfa_groups, 1, 32, valid_name, NAME_WHAT),
         KEY_STRV(auth.mfa_services, 1, 64, valid_name, NAME_WHAT),
+        /* R-AUTH-4: who may log in only with their registered token plugged in. */
+        KEY_STRV(auth.token_users, 1, 32, valid_name, NAME_WHAT),
+        KEY_STRV(auth.token_groups, 1, 32, valid_name, NAME_WHAT),
         { "auth.totp_algorithm", CFG_STRING, offsetof(mamori_config, auth.totp_algorithm), 1, 6, 0,
           "sha1", valid_totp_algorithm, "sha1, sha256 or sha512" },
         KEY_UINT32(auth.totp_digits, 6, 8, 6),

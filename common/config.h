@@ -54,6 +54,8 @@ typedef struct mamori_config {
                 char **mfa_users;             /* second factor required for these users */
                 char **mfa_groups;            /* ... and members of these groups */
                 char **mfa_services;          /* ... on these PAM services; [] = every service */
+                char **token_users;           /* R-AUTH-4: login needs the user's registered token */
+                char **token_groups;          /* ... for these users and members of these groups */
                 char *totp_algorithm;         /* "sha1" (default), "sha256", "sha512" */
                 uint32_t totp_digits;         /* default 6; 6 or 8 */
                 uint32_t totp_window;         /* default 1, 0..10 steps either side */

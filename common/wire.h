@@ -64,6 +64,10 @@ typedef enum mamori_msg_type {
         MAMORI_MSG_MANAGER_UNTRUST = 59,  /* root */
         MAMORI_MSG_MEDIA_WATCH = 60,      /* agent: tell me on this connection when decisions may change */
         MAMORI_MSG_MEDIA_CHANGED = 61,    /* policyd to a watcher, unasked: decide your media again */
+        MAMORI_MSG_TOKEN_REGISTER = 62,   /* admin: a user's authentication token (R-AUTH-4) */
+        MAMORI_MSG_TOKEN_RETIRE = 63,     /* admin */
+        MAMORI_MSG_TOKEN_LIST = 64,       /* readers: one MORE per token, then OK */
+        MAMORI_MSG_TOKEN_PRESENCE = 65,   /* agent, on its watch connection: a USB device came or went */
         /* 96-127: authentication (policyd/auth.c, pam_mamori, mediactl user) */
         MAMORI_MSG_AUTH_PREAUTH = 96,     /* lock check + reserve one attempt */
         MAMORI_MSG_AUTH_FAIL = 97,        /* the password was wrong */
@@ -145,6 +149,7 @@ typedef enum mamori_tag {
         MAMORI_F_NEXT_CHANGE = 169,    /* i64: when the answer next changes, µs */
         MAMORI_F_MODE = 170,           /* u8: mode bits asked about */
         MAMORI_F_PERMIT = 171,         /* u8: 1 if F_USER may use F_MODE now */
+        MAMORI_F_TOKEN_PRESENT = 172,  /* u8: the device is plugged in (1) or was pulled (0) */
         MAMORI_F_AUTH_SERVICE = 256, /* str: PAM service */
         MAMORI_F_AUTH_RHOST = 257,   /* str: remote host, "" for local */
         MAMORI_F_AUTH_TTY = 258,     /* str */
@@ -161,6 +166,7 @@ typedef enum mamori_tag {
         MAMORI_F_AUTH_REASON = 269,  /* str */
         MAMORI_F_AUTH_PID = 270,     /* u32 */
         MAMORI_F_AUTH_TOTP = 271,    /* u8: a TOTP secret is enrolled */
+        MAMORI_F_AUTH_TOKEN_ABSENT = 273, /* u8: refused because the user's token is not plugged in */
         MAMORI_F_AUTH_SOURCE = 272,  /* bytes, repeated: u64 failures | i64 last, µs | source
                                       * (rest: remote host, else tty, else "local") */
 } mamori_tag;

@@ -31,6 +31,7 @@ static const verb verbs[] = {
         {"media", verb_media, "the media ledger: register|list|show|change|retire|inventory|decide"},
         {"grant", verb_grant, "media permissions: create|list|revoke|export|import|consume"},
         {"manager", verb_manager, "media-use manager keys: keygen|trust|untrust|list"},
+        {"token", verb_token, "authentication tokens: register|retire|list (R-AUTH-4)"},
         {"key", verb_key, "the organisation's age keys: generate|rotate|show (root)"},
         {"encrypt", verb_encrypt, "encrypt a file (age) to the organisation or a passphrase"},
         {"decrypt", verb_decrypt, "decrypt an age file (organisation keys: root; or a passphrase)"},

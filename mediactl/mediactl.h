@@ -68,6 +68,7 @@ int ctl_read_passphrase(int pass_fd, const char *prompt, char *pass);
 int ctl_parse_fd(const char *s);
 
 int verb_key(int argc, char *argv[]);     /* key.c */
+int verb_token(int argc, char *argv[]);   /* token.c */
 int verb_encrypt(int argc, char *argv[]); /* crypt.c */
 int verb_decrypt(int argc, char *argv[]); /* crypt.c */
 /* key.c: the organisation key directory: --keys-dir, else crypto.keys_dir of --config

@@ -55,6 +55,7 @@
 #define MSG_CODE_WRONG N_("The verification code is not correct.")
 #define MSG_NOT_ENROLLED N_("No second factor is enrolled; contact your administrator.")
 #define MSG_UNREACHABLE N_("The authentication service cannot be reached.")
+#define MSG_NO_TOKEN N_("Your authentication token is not plugged in.")
 
 typedef enum mode { MODE_NONE, MODE_PREAUTH, MODE_AUTHFAIL, MODE_AUTHSUCC } mode;
 
@@ -208,7 +209,8 @@ static int unreachable(pam_handle_t *ph, const opts *o, const login *l, int why)
         if (r == -ENOENT)
                 r = mamori_config_new_default(&cfg);
         bool closed = r < 0 || strcmp(cfg->auth.unreachable, "closed") == 0 ||
-                      mamori_auth_needs_mfa(cfg, l->user, l->service);
+                      mamori_auth_needs_mfa(cfg, l->user, l->service) ||
+                      mamori_auth_needs_token(cfg, l->user); /* nobody can say the token is there */
         mamori_config_free(cfg);
         pam_syslog(ph, LOG_ERR, "policyd unreachable (%s): %s for user \"%s\"", strerror(-why),
                    closed ? "refused" : "password alone decides", l->user);
@@ -235,6 +237,14 @@ static void say_locked(pam_handle_t *ph, const mamori_msg *m)
         if (localtime_r(&t, &tm))
                 strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
         say(ph, PAM_ERROR_MSG, MSG_LOCKED, when);
+}
+
+/* A refusal that is neither a lock nor a ban: says so if it is the missing token. */
+static void say_denied(pam_handle_t *ph, const mamori_msg *m)
+{
+        uint8_t absent = 0;
+        if (mamori_msg_get_u8(m, MAMORI_F_AUTH_TOKEN_ABSENT, &absent) == 0 && absent)
+                say(ph, PAM_ERROR_MSG, MSG_NO_TOKEN);
 }
 
 static void free_data(pam_handle_t *ph, void *data, int status)
@@ -287,7 +297,8 @@ static int do_preauth(pam_handle_t *ph, const opts *o, const login *l)
                 say_locked(ph, m);
                 ret = PAM_AUTH_ERR; /* fail closed: locked */
                 break;
-        case MAMORI_E_DENIED: /* not our own account, as a non-root caller */
+        case MAMORI_E_DENIED: /* not our own account as a non-root caller, or no token (R-AUTH-4) */
+                say_denied(ph, m);
                 ret = PAM_AUTH_ERR;
                 break;
         default: /* storage failure: as if unreachable */
@@ -486,6 +497,7 @@ PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t *ph, int flags, int argc, const cha
                 ret = PAM_PERM_DENIED;
                 break;
         case MAMORI_E_DENIED:
+                say_denied(ph, m);
                 ret = PAM_PERM_DENIED;
                 break;
         default:

@@ -49,6 +49,11 @@ bool mamori_auth_needs_mfa(const mamori_config *cfg, const char *user, const cha
         return strv_contains(cfg->auth.mfa_users, user) || member_of_any(user, cfg->auth.mfa_groups);
 }
 
+bool mamori_auth_needs_token(const mamori_config *cfg, const char *user)
+{
+        return strv_contains(cfg->auth.token_users, user) || member_of_any(user, cfg->auth.token_groups);
+}
+
 bool mamori_auth_is_admin(const mamori_config *cfg, const char *user)
 {
         char *admin[] = {cfg->roles.admin_group, NULL};

@@ -15,6 +15,9 @@
  * that list is empty). A user that does not resolve needs it when auth.mfa_users names
  * it only. */
 bool mamori_auth_needs_mfa(const mamori_config *cfg, const char *user, const char *service);
+/* True if user may log in only while a token registered to them is plugged in
+ * (R-AUTH-4): listed in auth.token_users or a member of an auth.token_groups group. */
+bool mamori_auth_needs_token(const mamori_config *cfg, const char *user);
 /* True if user gets the administrators' lockout profile: root, roles.admin_group or
  * auth.admin_groups member. */
 bool mamori_auth_is_admin(const mamori_config *cfg, const char *user);

@@ -38,6 +38,7 @@
 #include "auth.h"
 #include "handlers.h"
 #include "log.h"
+#include "token.h"
 
 #define USER_MAX 256
 #define FIELD_MAX 256
@@ -342,6 +343,29 @@ static int reply_locked(server *srv, conn *c, uint16_t type, const auth_req *a, 
         return send_locked(c, type, t);
 }
 
+/* R-AUTH-4: a user the policy ties to a token, with none of theirs plugged in, is
+ * refused before any attempt is reserved (not a failure: nothing was guessed). The
+ * refusal is recorded; the reply says why, so the user can be told. */
+static int refuse_without_token(server *srv, conn *c, uint16_t type, const auth_req *a)
+{
+        (void)auth_evidence(srv, "auth.refused", a, "reason", "token-absent", "until", "");
+        mamori_msg *m;
+        int r = mamori_msg_new(type, MAMORI_E_DENIED, &m);
+        if (r < 0)
+                return r;
+        mamori_msg_put_u8(m, MAMORI_F_AUTH_TOKEN_ABSENT, 1);
+        mamori_msg_put_str(m, MAMORI_F_TEXT, "the user's authentication token is not plugged in");
+        r = conn_send(c, m);
+        mamori_msg_free(m);
+        conn_hold_for_commit(c);
+        return r;
+}
+
+static bool token_missing(const mamori_config *cfg, const char *user)
+{
+        return mamori_auth_needs_token(cfg, user) && !token_present_for(user);
+}
+
 /* Locks the account if its failures and outstanding reservations reached the
  * profile's limit: the lock and its auth.lock record in one savepoint. Returns 1
  * when it locked, 0 when not due, -EIO (then nothing of it stays). */
@@ -472,6 +496,8 @@ static int handle_preauth(server *srv, conn *c, const mamori_msg *req)
                 return reply_storage(c, req->type);
         if (t.banned || t.locked_until)
                 return reply_locked(srv, c, req->type, &a, &t);
+        if (token_missing(cfg, a.user))
+                return refuse_without_token(srv, c, req->type, &a);
         int64_t token;
         r = pending_add(&a, now, &token);
         if (r == -ENOSPC && (r = evict_oldest(srv, now)) >= 0) {
@@ -638,6 +664,8 @@ static int handle_account(server *srv, conn *c, const mamori_msg *req)
         tally_age(server_config(srv), &t, mamori_now_us());
         if (t.banned || t.locked_until)
                 return reply_locked(srv, c, req->type, &a, &t);
+        if (token_missing(server_config(srv), a.user)) /* also for logins without a password (ssh keys) */
+                return refuse_without_token(srv, c, req->type, &a);
         mamori_msg *m;
         if ((r = mamori_msg_new(req->type, MAMORI_OK, &m)) < 0)
                 return r;

@@ -10,3 +10,5 @@ extern const handler media_handlers[];    /* media.c, media-decide.c, grants.c *
 int media_init(server *srv);              /* media.c: ledger, manager and grant tables */
 extern const handler auth_handlers[];     /* auth.c, totp.c */
 int auth_module_init(server *srv);        /* auth.c: lockout and TOTP tables */
+extern const handler token_handlers[];    /* token.c */
+int token_init(server *srv);              /* token.c: the token registry */

@@ -21,6 +21,7 @@
 #include "handlers.h"
 #include "log.h"
 #include "server.h"
+#include "token.h"
 
 #define OUT_HIGH (256u * 1024u)      /* producers pause above this much queued output */
 #define OUT_CAP (32u * 1024u * 1024u) /* a peer that does not read is dropped past this */
@@ -73,6 +74,7 @@ static const struct module {
         {evidence_handlers, NULL},
         {media_handlers, media_init},
         {auth_handlers, auth_module_init},
+        {token_handlers, token_init},
 };
 
 static void conn_flush(server *srv, conn *c);
@@ -157,6 +159,7 @@ int server_new(const mamori_config *cfg, store *st, int listen_fd, server **ret)
 
 static void conn_free(conn *c)
 {
+        token_conn_closed(c); /* the token presence it reported is forgotten (fail closed) */
         if (c->pfree)
                 c->pfree(c->pstate);
         mamori_msg_free(c->held);

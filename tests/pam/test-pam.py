@@ -374,6 +374,90 @@ def test_unreachable(pam, pd):
     pd.start()
 
 
+def token_conn(pd):
+    """A connection to policyd as root (the agent's role) that reports USB devices."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(pd.socket)
+    return s
+
+
+def presence(s, serial, present, vendor='1050', product='0407', port='1-3'):
+    """token-presence (65) on s; returns (status, {tag: bytes})."""
+    body = struct.pack('>HH', 65, 0)
+    for tag, v in ((144, vendor.encode()), (145, product.encode()), (146, serial.encode()), (152, port.encode()),
+                   (172, bytes([present]))):
+        body += struct.pack('>HI', tag, len(v)) + v
+    s.sendall(struct.pack('>I', len(body)) + body)
+    (n,) = struct.unpack('>I', s.recv(4, socket.MSG_WAITALL))
+    rep = s.recv(n, socket.MSG_WAITALL)
+    _, st = struct.unpack('>HH', rep[:4])
+    fields, off = {}, 4
+    while off < len(rep):
+        tag, ln = struct.unpack('>HI', rep[off:off + 6])
+        fields[tag] = rep[off + 6:off + 6 + ln]
+        off += 6 + ln
+    return st, fields
+
+
+def test_token(pam, pd):
+    """R-AUTH-4: a user the policy ties to a token logs in only while a token registered
+    to them is plugged in (as the agent reports it), through real libpam."""
+    pd.stop()
+    with open(pd.config, 'w') as f:
+        f.write(config().replace('unreachable =', 'token_users = [ "%s" ];\n  unreachable =' % STAFF))
+    pd.start()
+    p = pd.mediactl('token', 'register', '--no', 'TK-1', '--user', STAFF, '--vendor', '1050', '--product', '0407',
+                    '--serial', 'YK-0001', user=ADMIN)
+    check(p.returncode == 0, f'R-AUTH-4 an administrator registers a token ({p.stderr.strip()})')
+    p = pd.mediactl('token', 'register', '--no', 'TK-2', '--user', STAFF, '--vendor', '1050', '--product', '0407',
+                    '--serial', 'YK-0002', user=STAFF)
+    check(p.returncode != 0, 'R-AUTH-4 staff cannot register a token')
+    before = status(pd, STAFF).get('failures')
+    res, out, _ = pam.run(STAFF, 'auth', 'acct', password=GOOD[STAFF])
+    check(res.get('auth') == 'PAM_AUTH_ERR' and '認証トークンが挿入されていません' in out and 'not plugged in' in out,
+          'R-AUTH-4 without the token the right password is refused, and the user told why (ja, en)')
+    check(status(pd, STAFF).get('failures') == before, 'R-AUTH-4 a refusal for the missing token is not a failure')
+    agent = token_conn(pd)
+    st, f = presence(agent, 'NOT-A-TOKEN', 1)
+    check(st == 4, f'R-AUTH-4 a device that is not a token: not-found ({st})')
+    st, f = presence(agent, 'YK-0001', 1)
+    check(st == 0 and f.get(4) == STAFF.encode() and f.get(172) == b'\x01',
+          'R-AUTH-4 the token plugged in: policyd names its user')
+    res, _, _ = pam.run(STAFF, 'auth', 'acct', password=GOOD[STAFF])
+    check(res.get('auth') == 'PAM_SUCCESS' and res.get('acct') == 'PAM_SUCCESS',
+          'R-AUTH-4 with the token plugged in the login succeeds')
+    p = pd.mediactl('token', 'list', '--format', 'json', user=ADMIN)
+    lst = json.loads(p.stdout or '[]')
+    check(len(lst) == 1 and lst[0]['plugged_in'] is True and lst[0]['user'] == STAFF, f'R-AUTH-4 token list {lst}')
+    ins = evidence(pd, 'token.insert')
+    check(len(ins) == 1 and ins[0]['fields'].get('user') == STAFF and ins[0]['fields'].get('serial') == 'YK-0001'
+          and ins[0]['fields'].get('port') == '1-3', 'R-EV-5 the insertion is evidence with user, token, port')
+    st, f = presence(agent, 'YK-0001', 0)
+    check(st == 0 and f.get(4) == STAFF.encode() and f.get(172) == b'\x00',
+          'R-AUTH-4 pulled out: policyd names whose token it was (the agent locks their sessions)')
+    check(len(evidence(pd, 'token.remove')) == 1, 'R-EV-5 the removal is evidence')
+    res, _, _ = pam.run(STAFF, 'acct')
+    check(res.get('acct') == 'PAM_PERM_DENIED', 'R-AUTH-4 the account face refuses without the token (ssh keys)')
+    presence(agent, 'YK-0001', 1)
+    agent.close()  # the agent's connection gone: what it reported is forgotten (fail closed)
+    time.sleep(0.3)
+    res, _, _ = pam.run(STAFF, 'auth', password=GOOD[STAFF])
+    check(res.get('auth') == 'PAM_AUTH_ERR', 'R-AUTH-4 the reporting connection closed: the token no longer counts')
+    staff_agent = subprocess.run(as_user(STAFF) + [sys.executable, os.path.abspath(__file__), '--presence', pd.socket],
+                                 capture_output=True, text=True)
+    check(staff_agent.stdout.strip() == '3', f'R-AUTH-4 a user cannot claim a token is present ({staff_agent.stdout})')
+    p = pd.mediactl('token', 'retire', 'TK-1', user=ADMIN)
+    check(p.returncode == 0, 'R-AUTH-4 a token is retired')
+    agent = token_conn(pd)
+    st, _ = presence(agent, 'YK-0001', 1)
+    check(st == 4, 'R-AUTH-4 a retired token is no token')
+    agent.close()
+    pd.stop()
+    with open(pd.config, 'w') as f:
+        f.write(config())
+    pd.start()
+
+
 def fail_evidence(pd, type_):
     """Makes every insert of a type_ record fail in policyd's database (a trigger that
     aborts the statement), or, with None, removes that again. The failure is real:
@@ -508,6 +592,7 @@ def main():
             test_evidence_failure(pam, pd)
             test_abandoned_flood(pam, pd)
             test_unreachable(pam, pd)
+            test_token(pam, pd)
             test_password(pam, pd)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -515,4 +600,9 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == '--presence':  # as a user: try to claim a token
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(sys.argv[2])
+        print(presence(c, 'YK-0001', 1)[0])
+    else:
+        main()
