@@ -475,5 +475,4 @@ def main():
     done()
 
 
-if __name__ == '__main__':
-    main()
+main()

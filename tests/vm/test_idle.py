@@ -242,6 +242,54 @@ def ssh_session_locks(vm):
     vm.run(["systemctl", "stop", "ssh.service"], check=False)
 
 
+def agent_restart_keeps_lock(vm):
+    """Fail closed: the agent restarted while a session is locked finds it frozen and
+    prompts again; the programs stay frozen until the password."""
+    term = Term(vm, "tty2", ["login", "-f", USER])
+    sid = session_of(vm)
+    term.shell_alive("start", timeout=180)
+    seq0 = last_seq(vm)
+    term.type("(i=0; while :; do i=$((i+1)); echo $i > /tmp/counter-%s; sleep 0.2; done) &\n" % USER)
+    term.shell_alive("last")
+    try:
+        wait_record(vm, "session.lock", sid, after_seq=seq0, timeout=TIMEOUT + 60)
+    except Exception:
+        diag(vm)
+        raise
+    n = term.wait_output(BANNER, timeout=30)
+    vm.run(["systemctl", "restart", "mamori-agent.service"], check=True)
+    c1 = counter(vm)
+    term.wait_output(BANNER, start=n, timeout=60)  # the new agent's prompt
+    time.sleep(1)
+    check(counter(vm) == c1, "the counter ran across the agent's restart")
+    term.wait_output(b"assword", start=n)
+    time.sleep(1)
+    term.type(PASSWORD + "\n")
+    un = wait_record(vm, "session.unlock", sid, after_seq=seq0)
+    check(un["fields"]["how"] == "password", "unlock record %r", un["fields"])
+    vm.wait_for(lambda: counter(vm) > c1, timeout=30, what="the counter running after the unlock")
+    term.type("kill %1; exit\n")
+
+
+def remote_terminate(vm):
+    """idle.remote_action = "terminate": an idle SSH session is ended and recorded."""
+    vm.copy_in((CONFIG.replace("timeout = %d;" % TIMEOUT, 'timeout = %d; remote_action = "terminate";' % TIMEOUT))
+               .encode(), CONFIG_PATH)
+    vm.run(["systemctl", "restart", "mamori-agent.service"], check=True)
+    vm.run(["systemctl", "start", "ssh.service"], check=True)
+    term = Term(vm, "ssh2", ["ssh", "-tt", "-i", "/tmp/idlekey", "-o", "StrictHostKeyChecking=no",
+                             "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", USER + "@127.0.0.1"])
+    sid = session_of(vm, remote=True)
+    seq0 = last_seq(vm)
+    term.shell_alive("start", timeout=180)
+    rec = wait_record(vm, "session.lock", sid, after_seq=seq0, timeout=TIMEOUT + 60)
+    check(rec["fields"]["action"] == "terminate", "record %r", rec["fields"])
+    term.wait_output(b"closed", timeout=60)
+    vm.copy_in(CONFIG.encode(), CONFIG_PATH)
+    vm.run(["systemctl", "restart", "mamori-agent.service"], check=True)
+    vm.run(["systemctl", "stop", "ssh.service"], check=False)
+
+
 def exempt_host_recorded(vm):
     """R-IDLE-2: an exempt host records idle.exempt with approver and reason at start, shows
     it in mediactl status, and locks nothing."""
@@ -266,5 +314,6 @@ def exempt_host_recorded(vm):
 
 
 if __name__ == "__main__":
-    sys.exit(run_scenarios([text_session_locks, ssh_session_locks, exempt_host_recorded], name="vm-idle", install_build=True,
+    sys.exit(run_scenarios([text_session_locks, ssh_session_locks, agent_restart_keeps_lock, remote_terminate,
+                           exempt_host_recorded], name="vm-idle", install_build=True,
                            enable=["mamori-policyd.socket", "mamori-agent.service"]))
