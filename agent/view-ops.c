@@ -58,6 +58,9 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
         if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
                 conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
         conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+        /* 1 MiB writes instead of 128 KiB: 8 times fewer round trips through the
+         * single-threaded loop for a large copy (the kernel's max_pages, since 4.20). */
+        conn->max_write = 1u << 20;
         return V();
 }
 
