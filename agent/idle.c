@@ -249,7 +249,10 @@ static int freeze(sess *s)
         return r < 0 ? r : 0;
 }
 
-/* Thaws: every process back into the scope, the lock child removed. Returns 0 or -errno. */
+/* Thaws (cgroup.freeze=0: that is the unlock), then moves the processes back into the
+ * scope and removes the lock child. A process that will not move (the kernel refused, or
+ * it is exiting) stays in the thawed child, running; the next lock reuses the child.
+ * Returns 0, or -errno when the freeze could not be lifted. */
 static int thaw(sess *s)
 {
         _cleanup_close_ int sfd = open_scope(s);
@@ -263,8 +266,9 @@ static int thaw(sess *s)
                 return r;
         r = move_all(s, lfd, sfd, false);
         if (r < 0)
-                return r;
-        (void)unlinkat(sfd, IDLE_LOCK_CGROUP, AT_REMOVEDIR);
+                log_warning_errno(r, "Session %s: thawed, but not every process went back to the scope: %m", s->id);
+        else
+                (void)unlinkat(sfd, IDLE_LOCK_CGROUP, AT_REMOVEDIR);
         return 0;
 }
 

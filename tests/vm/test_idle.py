@@ -259,10 +259,10 @@ def agent_restart_keeps_lock(vm):
     n = term.wait_output(BANNER, timeout=30)
     vm.run(["systemctl", "restart", "mamori-agent.service"], check=True)
     c1 = counter(vm)
-    term.wait_output(BANNER, start=n, timeout=60)  # the new agent's prompt
+    m = term.wait_output(BANNER, start=n, timeout=60)  # the new agent's prompt
     time.sleep(1)
     check(counter(vm) == c1, "the counter ran across the agent's restart")
-    term.wait_output(b"assword", start=n)
+    term.wait_output(b"assword", start=m)
     time.sleep(1)
     term.type(PASSWORD + "\n")
     un = wait_record(vm, "session.unlock", sid, after_seq=seq0)
