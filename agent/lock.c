@@ -55,7 +55,9 @@ static int read_line(lock_ctx *c, bool echo, char **ret)
         struct termios t;
         if (tcgetattr(c->tty, &t) == 0) {
                 t.c_lflag = echo ? (t.c_lflag | ECHO) : (t.c_lflag & ~(tcflag_t)ECHO);
-                (void)tcsetattr(c->tty, TCSAFLUSH, &t);
+                /* TCSANOW, not TCSAFLUSH: what the user typed after the banner is the answer
+                 * (only what was typed before the lock is dropped, once, in run()). */
+                (void)tcsetattr(c->tty, TCSANOW, &t);
         }
         char *buf = malloc(LINE_MAX_BYTES);
         if (!buf)
