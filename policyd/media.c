@@ -109,7 +109,7 @@ static int opt_str(const mamori_msg *req, uint16_t tag, size_t max, const char *
         return strlen(*ret) > max ? -E2BIG : 0;
 }
 
-static bool hex4(const char *s)
+bool media_hex4(const char *s)
 {
         if (strlen(s) != 4)
                 return false;
@@ -212,7 +212,7 @@ static int ledger_read(const mamori_msg *req, ledger *l, const char **ret_why)
         const char *w = NULL;
         if (l->no && !mamori_media_no_valid(l->no))
                 w = "a management number is 1..32 characters without spaces, control characters, ',' or '*'";
-        else if ((l->vendor && !hex4(l->vendor)) || (l->product && !hex4(l->product)))
+        else if ((l->vendor && !media_hex4(l->vendor)) || (l->product && !media_hex4(l->product)))
                 w = "vendor and product are 4 lower-case hex digits (USB idVendor, idProduct)";
         else if (l->serial && !printable_ascii(l->serial))
                 w = "a serial is printable ASCII";

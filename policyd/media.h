@@ -27,6 +27,8 @@ int media_begin(server *srv);
 /* Runs sql on db (a SAVEPOINT, RELEASE, ...). Returns 0 or -EIO. */
 int media_exec(sqlite3 *db, const char *sql);
 
+/* True if s is a USB vendor or product id as the ledger keeps it: four lower-case hex digits. */
+bool media_hex4(const char *s);
 /* True if user (a name) is a member of group (a name), by NSS. */
 bool media_user_in_group(const char *user, const char *group);
 

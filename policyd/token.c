@@ -67,16 +67,6 @@ void token_conn_closed(conn *c)
                            before - n_plugged);
 }
 
-static bool hex4(const char *s)
-{
-        if (strlen(s) != 4)
-                return false;
-        for (; *s; s++)
-                if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-                        return false;
-        return true;
-}
-
 static bool serial_ok(const char *s)
 {
         if (!s[0] || strlen(s) > MEDIA_SERIAL_MAX)
@@ -95,7 +85,7 @@ static int read_identity(const mamori_msg *req, const char **vendor, const char 
             mamori_msg_get_str(req, MAMORI_F_DEV_PRODUCT, 4, product) < 0 ||
             mamori_msg_get_str(req, MAMORI_F_DEV_SERIAL, MEDIA_SERIAL_MAX, serial) < 0)
                 return -EBADMSG;
-        if (!hex4(*vendor) || !hex4(*product)) {
+        if (!media_hex4(*vendor) || !media_hex4(*product)) {
                 *why = "vendor and product are four lower-case hex digits";
                 return -EINVAL;
         }
