@@ -111,6 +111,20 @@ static int64_t realtime_us(void)
         return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Unmounts dev's filesystem and deauthorises it. A device that cannot be deauthorised
+ * is logged and still counted as authorised (the next decision tries again). */
+static void shut_out(agent *a, agent_dev *dev)
+{
+        if (dev->mounted)
+                (void)mount_release(a, dev);
+        if (dev->authorized) {
+                int k = usb_set_authorized(dev->syspath, false);
+                if (k < 0)
+                        log_error_errno(k, "Cannot deauthorise port %s: %m", dev->port);
+                dev->authorized = k < 0;
+        }
+}
+
 void decide_again(agent *a, agent_dev *dev)
 {
         int was = dev->verdict;
@@ -126,14 +140,7 @@ void decide_again(agent *a, agent_dev *dev)
                 (void)evidence_device(a, "verdict", dev, "verdict", agent_verdict_recorded(dev->verdict), "reason",
                                       dev->reason, "media", dev->no, "changed", "1", NULL);
         if (!allow || (dev->mounted && !agent_verdict_mounts(dev->verdict))) {
-                if (dev->mounted)
-                        (void)mount_release(a, dev);
-                if (dev->authorized) {
-                        int k = usb_set_authorized(dev->syspath, false);
-                        if (k < 0)
-                                log_error_errno(k, "Cannot deauthorise port %s: %m", dev->port);
-                        dev->authorized = k < 0;
-                }
+                shut_out(a, dev);
         } else if (!dev->authorized) { /* allowed now: let it in; its block device is mounted on arrival */
                 int k = usb_set_authorized(dev->syspath, true);
                 if (k < 0)
@@ -151,14 +158,7 @@ void decide_refuse(agent *a, agent_dev *dev, const char *reason)
         snprintf(dev->reason, sizeof dev->reason, "%s", reason);
         (void)evidence_device(a, "verdict", dev, "verdict", "blocked", "reason", dev->reason, "media", dev->no,
                               "changed", "1", NULL);
-        if (dev->mounted)
-                (void)mount_release(a, dev);
-        if (dev->authorized) {
-                int k = usb_set_authorized(dev->syspath, false);
-                if (k < 0)
-                        log_error_errno(k, "Cannot deauthorise port %s: %m", dev->port);
-                dev->authorized = k < 0;
-        }
+        shut_out(a, dev);
         dev->timer = sd_event_source_disable_unref(dev->timer);
         notify_refused(a, dev);
 }
@@ -191,8 +191,6 @@ void decide_arm_timer(agent *a, agent_dev *dev)
         int r = sd_event_add_time(a->event, &dev->timer, CLOCK_REALTIME, (uint64_t)at, 100 * 1000, on_timer, dev);
         if (r < 0 && dev->authorized) { /* nobody would take the rights away at their end: deny now */
                 log_error_errno(r, "Cannot arm the change timer for port %s: %m; deauthorising.", dev->port);
-                if (dev->mounted)
-                        (void)mount_release(a, dev);
-                dev->authorized = usb_set_authorized(dev->syspath, false) < 0;
+                shut_out(a, dev);
         }
 }
