@@ -8,13 +8,17 @@
  *
  * Chunks are independent, so a ring of slots (batches of chunks) is filled by the
  * calling thread, sealed or opened in place by worker threads, and written out in
- * order by the calling thread: constant memory, every core busy.
+ * order by the calling thread: constant memory, every core busy. The calling thread
+ * does all the I/O, one readv and one write(v) per slot straight into and out of
+ * the slot's buffer, and seals or opens a waiting slot itself whenever the oldest
+ * is not ready to be written.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -35,7 +39,7 @@ typedef struct slot {
         bool last;             /* chunk n-1 is the file's final chunk */
         int state;             /* SLOT_*, under the pipeline lock when threaded */
         int error;
-} slot;
+} __attribute__((aligned(64))) slot; /* one cache line each: workers write state and error */
 
 typedef struct pipeline {
         bool decrypt;
@@ -193,9 +197,10 @@ static int pipeline_init(pipeline *p, bool decrypt, const uint8_t *key, int out_
         threads = threads > 64 ? 64 : threads;
         p->n_threads = threads > 1 ? threads : 0;
         p->n_slots = p->n_threads ? 2 * p->n_threads + 1 : 1;
-        p->slots = calloc(p->n_slots, sizeof(slot));
+        p->slots = aligned_alloc(_Alignof(slot), p->n_slots * sizeof(slot));
         if (!p->slots)
                 return -ENOMEM;
+        memset(p->slots, 0, p->n_slots * sizeof(slot));
         for (unsigned i = 0; i < p->n_slots; i++) {
                 p->slots[i].buf = malloc((size_t) BATCH * CCHUNK);
                 if (!p->slots[i].buf)
@@ -219,6 +224,52 @@ static int pipeline_init(pipeline *p, bool decrypt, const uint8_t *key, int out_
         return 0;
 }
 
+/* Waits until the oldest submitted slot is done, processing waiting slots meanwhile
+ * rather than sleeping. Called with the lock held; returns with it held. */
+static void wait_oldest(pipeline *p, slot *s)
+{
+        while (s->state != SLOT_DONE) {
+                if (p->taken == p->submitted) {
+                        pthread_cond_wait(&p->done, &p->lock);
+                        continue;
+                }
+                slot *t = &p->slots[p->taken++ % p->n_slots];
+                pthread_mutex_unlock(&p->lock);
+                slot_process(p, t);
+                pthread_mutex_lock(&p->lock);
+                t->state = SLOT_DONE;
+        }
+}
+
+/* Writes the plaintext chunks of an opened slot with one writev. Returns 0 or -errno. */
+static int write_plain(int fd, slot *s)
+{
+        struct iovec iov[BATCH];
+        unsigned i = 0, n = s->n;
+
+        for (unsigned k = 0; k < n; k++)
+                iov[k] = (struct iovec) { s->buf + (size_t) k * CCHUNK, s->len[k] - AGE_TAG_SIZE };
+        for (;;) {
+                while (i < n && iov[i].iov_len == 0)
+                        i++;
+                if (i == n)
+                        return 0;
+                ssize_t w = writev(fd, iov + i, (int) (n - i));
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0)
+                        return -errno;
+                if (w == 0)
+                        return -EIO;
+                for (; i < n && (size_t) w >= iov[i].iov_len; i++)
+                        w -= (ssize_t) iov[i].iov_len;
+                if (i < n) {
+                        iov[i].iov_base = (uint8_t *) iov[i].iov_base + w;
+                        iov[i].iov_len -= (size_t) w;
+                }
+        }
+}
+
 /* Waits for the oldest submitted slot and writes it out. Returns 0 or -errno. */
 static int pipeline_flush_one(pipeline *p)
 {
@@ -227,18 +278,17 @@ static int pipeline_flush_one(pipeline *p)
 
         if (p->n_threads) {
                 pthread_mutex_lock(&p->lock);
-                while (s->state != SLOT_DONE)
-                        pthread_cond_wait(&p->done, &p->lock);
+                wait_oldest(p, s);
                 pthread_mutex_unlock(&p->lock);
         }
         if (s->error < 0)
                 return s->error;
         if (!p->decrypt) {
+                /* sealed in place: the chunks and their tags are contiguous */
                 size_t total = (size_t) (s->n - 1) * CCHUNK + s->len[s->n - 1] + AGE_TAG_SIZE;
                 r = write_all(p->out_fd, s->buf, total);
         } else
-                for (unsigned i = 0; r >= 0 && i < s->n; i++)
-                        r = write_all(p->out_fd, s->buf + (size_t) i * CCHUNK, s->len[i] - AGE_TAG_SIZE);
+                r = write_plain(p->out_fd, s);
         if (r < 0)
                 return r;
         s->state = SLOT_FREE;
@@ -291,39 +341,82 @@ static int pipeline_drain(pipeline *p)
         return 0;
 }
 
-/* Fills one slot with ciphertext chunks and submits it; *eof once the final one is in. */
+/* readv(2) until every iovec is full or end of file; consumes iov. Returns the
+ * count or -errno. Short only at end of file, whatever kind of descriptor fd is. */
+static ssize_t readv_full(int fd, struct iovec *iov, int n)
+{
+        size_t got = 0;
+
+        while (n > 0) {
+                ssize_t k = readv(fd, iov, n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        break;
+                got += (size_t) k;
+                for (; n > 0 && (size_t) k >= iov->iov_len; iov++, n--)
+                        k -= (ssize_t) iov->iov_len;
+                if (n > 0) {
+                        iov->iov_base = (uint8_t *) iov->iov_base + k;
+                        iov->iov_len -= (size_t) k;
+                }
+        }
+        return (ssize_t) got;
+}
+
+/* Splits total bytes of a slot into chunks of at most size bytes (one empty chunk
+ * for zero). */
+static void slot_split(slot *s, size_t total, size_t size)
+{
+        s->n = total ? (unsigned) ((total + size - 1) / size) : 1;
+        for (unsigned i = 0; i < s->n; i++)
+                s->len[i] = (uint32_t) (total - (size_t) i * size < size ? total - (size_t) i * size : size);
+}
+
+/*
+ * Fills one slot with ciphertext chunks and submits it; *eof once the final one is
+ * in. One readv per slot, straight to the chunks' places, plus one byte of look-ahead
+ * (kept as the source's pushback): a full slot is the end only if nothing follows.
+ */
 static int decrypt_fill(pipeline *p, age_source *in, uint64_t *counter, bool *eof)
 {
+        struct iovec iov[2];
+        size_t total = 0, want = (size_t) BATCH * CCHUNK;
+        uint8_t ahead;
         slot *s;
+        ssize_t n;
         int r;
 
         r = pipeline_acquire(p, &s);
         if (r < 0)
                 return r;
         s->first = *counter;
-        for (unsigned i = 0; i < BATCH; i++) {
-                ssize_t n = age_source_read(in, s->buf + (size_t) i * CCHUNK, CCHUNK);
-                if (n < 0)
-                        return (int) n;
-                if (n == 0) {
-                        /* End of file on a chunk boundary: only possible before chunk 0,
-                         * since a full slot is followed by a look-ahead. */
-                        return -EBADMSG;
-                }
-                s->len[i] = (uint32_t) n;
-                s->n = i + 1;
-                if (n < CCHUNK) {
-                        s->last = true;
-                        break;
-                }
-                r = age_source_at_eof(in);
-                if (r < 0)
-                        return r;
-                if (r > 0) {
-                        s->last = true;
-                        break;
-                }
+        /* the last look-ahead, and what the header reader read past the header */
+        if (in->pushback >= 0)
+                s->buf[total++] = (uint8_t) in->pushback;
+        in->pushback = -1;
+        if (in->pre_off < in->pre_len) {
+                size_t k = in->pre_len - in->pre_off < want - total ? in->pre_len - in->pre_off : want - total;
+                memcpy(s->buf + total, in->pre + in->pre_off, k);
+                in->pre_off += k;
+                total += k;
         }
+        /* ciphertext chunks lie CCHUNK apart, contiguous: one iovec for the rest */
+        iov[0] = (struct iovec) { s->buf + total, want - total };
+        iov[1] = (struct iovec) { &ahead, 1 };
+        n = readv_full(in->fd, iov, 2);
+        if (n < 0)
+                return (int) n;
+        total += (size_t) n;
+        if (total > want) {
+                in->pushback = ahead;
+                total = want;
+        } else if (total == 0)
+                return -EBADMSG; /* no final chunk: only possible before chunk 0 */
+        slot_split(s, total, CCHUNK);
+        s->last = in->pushback < 0;
         *counter += s->n;
         *eof = s->last;
         pipeline_submit(p, s);
@@ -495,38 +588,59 @@ mamori_age_writer *mamori_age_writer_free(mamori_age_writer *w)
         return NULL;
 }
 
-/* A writer fed straight from in_fd, without an intermediate copy. */
+/*
+ * Fills one slot with plaintext from fd and submits it; *eof once the final chunk is
+ * in. One readv per slot straight to the chunks' places (CCHUNK apart, room for the
+ * tags), plus one byte of look-ahead in *ahead (*have_ahead): since only more data
+ * may open a new chunk, a full slot is final only if nothing follows it.
+ */
+static int encrypt_fill(mamori_age_writer *w, int fd, uint8_t *ahead, bool *have_ahead, bool *eof)
+{
+        struct iovec iov[BATCH + 1];
+        size_t total = *have_ahead;
+        slot *s;
+        ssize_t n;
+        int r;
+
+        r = pipeline_acquire(&w->p, &s);
+        if (r < 0)
+                return r;
+        s->first = w->counter;
+        if (*have_ahead)
+                s->buf[0] = *ahead;
+        for (unsigned i = 0; i < BATCH; i++)
+                iov[i] = (struct iovec) { s->buf + (size_t) i * CCHUNK, CHUNK };
+        iov[0] = (struct iovec) { s->buf + total, CHUNK - total };
+        iov[BATCH] = (struct iovec) { ahead, 1 };
+        n = readv_full(fd, iov, BATCH + 1);
+        if (n < 0)
+                return (int) n;
+        total += (size_t) n;
+        *have_ahead = total > (size_t) BATCH * CHUNK;
+        if (*have_ahead)
+                total = (size_t) BATCH * CHUNK;
+        slot_split(s, total, CHUNK); /* an empty file: one empty final chunk */
+        s->last = !*have_ahead;
+        w->counter += s->n;
+        *eof = s->last;
+        pipeline_submit(&w->p, s);
+        return 0;
+}
+
+/* A writer's header and pipeline, fed straight from in_fd without an intermediate copy. */
 int mamori_age_encrypt_fd(int in_fd, int out_fd, const mamori_age_encrypt_opts *opts)
 {
         mamori_age_writer *w = NULL;
+        bool have_ahead = false, eof = false;
+        uint8_t ahead;
         int r;
 
         r = mamori_age_writer_new(out_fd, opts, &w);
-        if (r < 0)
-                return r;
-        for (;;) {
-                size_t avail;
-                uint8_t *area = writer_area(w, &avail);
-                uint8_t b;
-                ssize_t n;
-
-                /* Read straight into the chunk; at a chunk boundary read one byte
-                 * first, since only more data may open a new chunk. */
-                n = read(in_fd, area ?: &b, area ? avail : 1);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = -errno;
-                        break;
-                }
-                if (n == 0) {
-                        r = mamori_age_writer_finish(w);
-                        break;
-                }
-                if (area)
-                        writer_commit(w, n);
-                else if ((r = mamori_age_writer_write(w, &b, 1)) < 0)
-                        break;
+        while (r >= 0 && !eof)
+                r = encrypt_fill(w, in_fd, &ahead, &have_ahead, &eof);
+        if (r >= 0) {
+                w->finished = true;
+                r = pipeline_drain(&w->p);
         }
         mamori_age_writer_free(w);
         return r;

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -753,6 +754,104 @@ static void test_reader_pread(void **state)
         buf_free(&ct);
 }
 
+/* A pipe whose other end a child process writes p[0..n) to in uneven pieces, so
+ * that reads come back short at every possible place. Returns the read end. */
+static int trickle_pipe(const uint8_t *p, size_t n, pid_t *ret_pid)
+{
+        static const size_t pieces[] = { 1, 7, 4096, CH - 1, CH + 1, 200000, 3 };
+        int fds[2];
+        pid_t pid;
+
+        assert_int_equal(pipe(fds), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                close(fds[0]);
+                for (size_t off = 0, i = 0; off < n; i++) {
+                        size_t len = pieces[i % ELEMENTSOF(pieces)];
+                        ssize_t k = write(fds[1], p + off, len < n - off ? len : n - off);
+                        if (k <= 0)
+                                _exit(1);
+                        off += (size_t) k;
+                }
+                _exit(0);
+        }
+        close(fds[1]);
+        *ret_pid = pid;
+        return fds[0];
+}
+
+static void reap(pid_t pid)
+{
+        int status;
+
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* Encryption and decryption read pipes that deliver short pieces: same bytes as
+ * from a file, at the slot edges (16 chunks per slot) too. */
+static void test_pipes_short_reads(void **state)
+{
+        keys *k = *state;
+        static const size_t sizes[] = { 0, CH, 16 * CH, 16 * CH + 1, 32 * CH, 33 * CH + 7 };
+
+        for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
+                buf plain = pattern(sizes[i]), out = {};
+                mamori_age_encrypt_opts eo = { .recipients = &k->rc[0], .n_recipients = 1, .threads = 2 };
+                mamori_age_decrypt_opts d = { .identities = &k->id[0], .n_identities = 1, .threads = 2 };
+                pid_t pid;
+                int in = trickle_pipe(plain.p, plain.n, &pid), ct_fd = memfd_create("ct", MFD_CLOEXEC);
+
+                assert_int_equal(mamori_age_encrypt_fd(in, ct_fd, &eo), 0);
+                reap(pid);
+                close(in);
+                buf ct = slurp_fd(ct_fd);
+                close(ct_fd);
+                assert_int_equal(decrypt_mem(&d, ct.p, ct.n, &out), 0);
+                assert_int_equal(out.n, plain.n);
+                assert_memory_equal(out.p, plain.p, plain.n);
+                buf_free(&out);
+
+                int pt_fd = memfd_create("pt", MFD_CLOEXEC);
+                in = trickle_pipe(ct.p, ct.n, &pid);
+                assert_int_equal(mamori_age_decrypt_fd(in, pt_fd, &d), 0);
+                reap(pid);
+                close(in);
+                out = slurp_fd(pt_fd);
+                close(pt_fd);
+                assert_int_equal(out.n, plain.n);
+                assert_memory_equal(out.p, plain.p, plain.n);
+                buf_free(&out);
+                buf_free(&ct);
+                buf_free(&plain);
+        }
+}
+
+/* A file of several slots, opened by two threads: a flipped byte in a later slot,
+ * in the last full chunk or in the final chunk fails, and so does a file cut at a
+ * slot edge (its last chunk then is not marked final). */
+static void test_multislot_tamper(void **state)
+{
+        keys *k = *state;
+        size_t chunks = 41;
+        buf plain = pattern(40 * CH + 5);
+        mamori_age_encrypt_opts eo = { .recipients = &k->rc[0], .n_recipients = 1, .threads = 2 };
+        mamori_age_decrypt_opts d = { .identities = &k->id[0], .n_identities = 1, .threads = 2 };
+        buf ct = encrypt_mem(&eo, &plain);
+        size_t payload = ct.n - (chunks - 1) * CCH - (5 + 16);
+        size_t flips[] = { payload + 20 * CCH + 1000, payload + 39 * CCH + CCH - 1, ct.n - 20, ct.n - 1 };
+
+        assert_int_equal(decrypt_mem(&d, ct.p, ct.n, NULL), 0);
+        for (size_t i = 0; i < ELEMENTSOF(flips); i++)
+                assert_int_equal(decrypt_flipped(&d, &ct, flips[i], 0x01), -EBADMSG);
+        size_t cuts[] = { payload + 16 * CCH, payload + 32 * CCH, payload + 40 * CCH, ct.n - 1 };
+        for (size_t i = 0; i < ELEMENTSOF(cuts); i++)
+                assert_int_equal(decrypt_mem(&d, ct.p, cuts[i], NULL), -EBADMSG);
+        buf_free(&ct);
+        buf_free(&plain);
+}
+
 /* Identity files as age-keygen writes them. */
 static void test_identity_file(void **state)
 {
@@ -791,6 +890,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_stanza_rules, setup_keys, teardown_keys),
                 cmocka_unit_test(test_identity_file),
                 cmocka_unit_test_setup_teardown(test_reader_pread, setup_keys, teardown_keys),
+                cmocka_unit_test_setup_teardown(test_pipes_short_reads, setup_keys, teardown_keys),
+                cmocka_unit_test_setup_teardown(test_multislot_tamper, setup_keys, teardown_keys),
         };
 
         if (sodium_init() < 0)
