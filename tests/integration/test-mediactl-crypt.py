@@ -5,7 +5,10 @@ policyd and the reference age tool, as real users: interoperability both ways wi
 organisation keys and passphrases (R-OUT-1), rotation keeps old files readable
 (R-CRY-2), backup instructions (R-CRY-3), one evidence record per file naming the
 user policyd saw on the socket (R-EV-1, R-EV-2), and no output without a durable
-record (R-EV-9)."""
+record (R-EV-9). The 1 GiB files (issue 6: interoperability for 1 GiB both ways,
+X25519 and passphrase) live in tmpfs and are compared by hash; set
+MAMORI_AGE_INTEROP_BIG=0 to leave them out."""
+import hashlib
 import json
 import os
 import pty
@@ -16,6 +19,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -241,6 +245,96 @@ def test_interop_passphrase(pd, d):
     check(p.returncode == 2, 'the passphrase is never an argument')
 
 
+GiB = 1 << 30
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+def make_big(path, size):
+    """size random bytes (no repeated chunk, so a misplaced chunk cannot go unseen);
+    returns their SHA-256."""
+    h = hashlib.sha256()
+    with open(path, 'wb') as f:
+        for _ in range(size >> 20):
+            b = os.urandom(1 << 20)
+            h.update(b)
+            f.write(b)
+    return h.hexdigest()
+
+
+def same_then_rm(path, want, what):
+    ok = os.path.exists(path) and sha256_file(path) == want
+    check(ok, what)
+    if os.path.exists(path):
+        os.unlink(path)
+
+
+def flip(path, off, mask=0x01):
+    fd = os.open(path, os.O_RDWR)
+    try:
+        b = os.pread(fd, 1, off)
+        os.pwrite(fd, bytes([b[0] ^ mask]), off)
+    finally:
+        os.close(fd)
+
+
+def test_interop_1gib(pd, keys):
+    """R-OUT-1 at 1 GiB, both ways, X25519 and passphrase, in tmpfs, compared by hash;
+    a flipped byte in the middle of the payload or in the final chunk of such a file
+    is refused and leaves nothing."""
+    if os.environ.get('MAMORI_AGE_INTEROP_BIG', '1') == '0':
+        print('# 1 GiB interoperability left out (MAMORI_AGE_INTEROP_BIG=0)')
+        return
+    d = tempfile.mkdtemp(prefix='mamori-test-crypt-1g-', dir='/dev/shm')
+    try:
+        rcp = read(os.path.join(keys, 'recipient')).decode().strip()
+        ids = os.path.join(keys, 'identities')
+        src, out = os.path.join(d, 'plain'), os.path.join(d, 'out')
+        want = make_big(src, GiB)
+
+        m, a = os.path.join(d, 'm.age'), os.path.join(d, 'a.age')
+        p = pd.mediactl('encrypt', '--keys-dir', keys, '-o', m, src)
+        check(p.returncode == 0, '1 GiB: mediactl encrypt')
+        subprocess.run([AGE, '-d', '-i', ids, '-o', out, m], check=False)
+        same_then_rm(out, want, '1 GiB: mediactl encrypt -> age -d -i: same SHA-256')
+        subprocess.run([AGE, '-r', rcp, '-o', a, src], check=True)
+        p = pd.mediactl('decrypt', '--keys-dir', keys, '-o', out, a)
+        check(p.returncode == 0, '1 GiB: age -r -> mediactl decrypt')
+        same_then_rm(out, want, '1 GiB: age -r -> mediactl decrypt: same SHA-256')
+        os.unlink(a)
+
+        size = os.path.getsize(m)
+        for what, off in (('in the middle of the payload', size // 2), ('in the final chunk', size - 5)):
+            flip(m, off)
+            p = pd.mediactl('decrypt', '--keys-dir', keys, '-o', out, m)
+            check(p.returncode == 1 and 'altered' in p.stderr and not os.path.exists(out) and not leftovers(d),
+                  f'1 GiB: a byte flipped {what} is refused, nothing left')
+            flip(m, off)
+        os.unlink(m)
+
+        p = pd.mediactl('encrypt', '--passphrase-fd', '0', '-o', m, src, input=PASS + '\n')
+        check(p.returncode == 0, '1 GiB: mediactl encrypt --passphrase-fd')
+        rc, _ = run_pty([AGE, '-d', '-o', out, m], [PASS], timeout=600)
+        check(rc == 0, f'1 GiB: age -d (passphrase) exits 0 ({rc})')
+        same_then_rm(out, want, '1 GiB: mediactl passphrase -> age -d: same SHA-256')
+        os.unlink(m)
+        rc, _ = run_pty([AGE, '-p', '-o', a, src], [PASS, PASS], timeout=600)
+        check(rc == 0, f'1 GiB: age -p ({rc})')
+        p = pd.mediactl('decrypt', '--passphrase-fd', '0', '-o', out, a, input=PASS + '\n')
+        check(p.returncode == 0, '1 GiB: age -p -> mediactl decrypt --passphrase-fd')
+        same_then_rm(out, want, '1 GiB: age -p -> mediactl decrypt: same SHA-256')
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def pd_mediactl():
     from mamori_test import MEDIACTL
     return MEDIACTL
@@ -373,6 +467,7 @@ def main():
         test_interop_org(pd, keys, d)
         test_rotation(pd, keys, rcp, d)
         test_interop_passphrase(pd, d)
+        test_interop_1gib(pd, keys)
         test_users_and_records(pd, keys, d)
         test_refusals(pd, keys, d)
     done()
