@@ -72,6 +72,8 @@ typedef struct sess {
         sd_event_source *child, *out;
         char line[128];
         size_t line_len;
+        const char *lock_how;           /* the session.lock action, for the prompt's text */
+        char unlocked_by[64];           /* an administrator who unlocked it (mamori-lock) */
         struct idle_watch *w;
 } sess;
 
@@ -111,6 +113,16 @@ static void record(sess *s, const char *type, const char *k1, const char *v1)
         (void)evidence_event(s->w->a, type, "user", s->user, "session", s->id, "tty", s->tty[0] ? s->tty : "-",
                              "remote_host", s->rhost[0] ? s->rhost : "-", "idle_seconds", idle, "session_type",
                              s->type, k1 ? k1 : "how", v1 ? v1 : "-", NULL);
+}
+
+/* An unlock by an administrator: how, and who (R-EV-5). */
+static void record_by(sess *s, const char *how, const char *by)
+{
+        char idle[16];
+        snprintf(idle, sizeof idle, "%u", idle_seconds(s));
+        (void)evidence_event(s->w->a, "session.unlock", "user", s->user, "session", s->id, "tty",
+                             s->tty[0] ? s->tty : "-", "remote_host", s->rhost[0] ? s->rhost : "-", "idle_seconds",
+                             idle, "session_type", s->type, "how", how, "by", by, NULL);
 }
 
 /* --- logind properties ---------------------------------------------------------------- */
@@ -300,6 +312,25 @@ static void helper_gone(sess *s)
         s->line_len = 0;
 }
 
+/* The agent's locale variables for mamori-lock (the system's: texts in the terminal's
+ * language), each only if it looks like a locale name; the rest is C.UTF-8. */
+static void locale_env(char bufs[][96], char **envp, size_t *n)
+{
+        static const char *const names[] = {"LANG", "LANGUAGE", "LC_ALL", "LC_MESSAGES"};
+        bool lang = false;
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                const char *v = getenv(names[i]);
+                if (!v || !*v || strlen(v) > 64 || strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                             "0123456789_.@:-") != strlen(v))
+                        continue;
+                snprintf(bufs[i], 96, "%s=%s", names[i], v);
+                envp[(*n)++] = bufs[i];
+                lang |= i == 0;
+        }
+        if (!lang)
+                envp[(*n)++] = (char *)"LANG=C.UTF-8";
+}
+
 static void unlocked(sess *s, const char *how)
 {
         int r = thaw(s);
@@ -319,7 +350,22 @@ static int on_helper_exit(sd_event_source *src, const siginfo_t *si, void *userd
         sess *s = userdata;
         helper_gone(s);
         if (si->si_code == CLD_EXITED && si->si_status == 0)
-                unlocked(s, "password");
+                {
+                if (s->unlocked_by[0]) {
+                        /* unlocked() records the plain case; an administrator is named */
+                        int r = thaw(s);
+                        if (r < 0) {
+                                log_error_errno(r, "Session %s: cannot thaw after unlock: %m", s->id);
+                                return 0; /* fail closed: still frozen, a new prompt follows */
+                        }
+                        s->last_input = now_rt();
+                        set_state(s, SESS_OPEN);
+                        log_info("Session %s (%s): unlocked by administrator %s.", s->id, s->user, s->unlocked_by);
+                        record_by(s, "administrator", s->unlocked_by);
+                        s->unlocked_by[0] = '\0';
+                } else
+                        unlocked(s, "password");
+        }
         else if (si->si_code == CLD_EXITED && si->si_status == 3)
                 /* The terminal is gone (SSH connection closed): the programs get the hang-up
                  * they would have got without the lock; nobody can type into them any more. */
@@ -348,7 +394,8 @@ static int on_helper_out(sd_event_source *src, int fd, uint32_t revents, void *u
                         const char *why = s->line[6] == ' ' ? s->line + 7 : "";
                         log_notice("Session %s (%s): unlock refused (%s).", s->id, s->user, why);
                         record(s, "session.unlock.failed", "reason", why);
-                }
+                } else if (strncmp(s->line, "unlocked-by ", 12) == 0)
+                        snprintf(s->unlocked_by, sizeof s->unlocked_by, "%s", s->line + 12);
                 size_t rest = s->line_len - (size_t)(nl + 1 - s->line);
                 memmove(s->line, nl + 1, rest + 1);
                 s->line_len = rest;
@@ -367,8 +414,13 @@ static int spawn_prompt(sess *s)
         char uid[16];
         snprintf(uid, sizeof uid, "%u", (unsigned)s->uid);
         const char *argv[] = {MAMORI_LOCK_HELPER, "--tty", s->tty, "--user", s->user, "--uid", uid,
-                              "--session", s->id, s->rhost[0] ? "--rhost" : NULL, s->rhost, NULL};
-        char *envp[] = {(char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", (char *)"LANG=C.UTF-8", NULL};
+                              "--session", s->id, "--reason", s->lock_how ? s->lock_how : "lock", "--admin-group",
+                              s->w->a->cfg->roles.admin_group, s->rhost[0] ? "--rhost" : NULL, s->rhost, NULL};
+        char bufs[4][96], *envp[7] = {(char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
+        size_t nenv = 1;
+        locale_env(bufs, envp, &nenv);
+        envp[nenv] = NULL;
+        s->unlocked_by[0] = '\0';
         pid_t pid = fork();
         if (pid < 0) {
                 int r = -errno;
@@ -451,6 +503,7 @@ static void lock_frozen(sess *s, const char *how)
                 return;
         }
         set_state(s, SESS_FROZEN);
+        s->lock_how = how;
         log_info("Session %s (%s, %s): locked after %u s idle.", s->id, s->user, s->tty, idle_seconds(s));
         record(s, "session.lock", "action", how);
         r = spawn_prompt(s);
@@ -683,7 +736,7 @@ static int on_tick(sd_event_source *src, uint64_t usec, void *userdata)
                 /* No terminal and not graphical: nothing to type into (ssh host command,
                  * scp), so nothing to lock. Sessions with a terminal whose input cannot be
                  * seen keep last_input from their start: they lock at the timeout. */
-                if (s->state == SESS_OPEN && (s->tty[0] || s->graphical) &&
+                if (s->state == SESS_OPEN && (s->tty[0] || s->graphical) && !w->a->cfg->idle.exempt &&
                     now_rt() >= idle_deadline(s->last_input, timeout))
                         lock_session(w, s);
         }
@@ -716,8 +769,8 @@ int idle_start(agent *a, idle_watch **ret)
                            c->idle.exempt_reason);
                 (void)evidence_event(a, "idle.exempt", "approver", c->idle.exempt_approver, "reason",
                                      c->idle.exempt_reason, NULL);
-                *ret = NULL;
-                return 0;
+                /* Sessions are still watched: the exemption is from the idle lock only, a
+                 * pulled authentication token still locks (R-AUTH-4). */
         }
         idle_watch *w = calloc(1, sizeof *w);
         if (!w)
@@ -770,7 +823,7 @@ void idle_free(idle_watch *w)
 int idle_lock_user(agent *a, const char *user, const char *why)
 {
         idle_watch *w = a->idle;
-        if (!w) /* no session watch (exempt host, no logind): nothing can be locked */
+        if (!w) /* no session watch (no logind): nothing can be locked */
                 return -ENOTCONN;
         int n = 0;
         for (size_t i = 0; i < SESSIONS_MAX; i++) {

@@ -4,16 +4,24 @@
  * "Idle lock"). Spawned by mamori-agent (never through a shell) once the session's
  * programs are frozen; runs as root in the agent's cgroup, so the session's user can
  * neither stop nor signal it. It takes the terminal (saving its settings), says the
- * session is locked, and authenticates the session's user through PAM service
+ * session is locked and why, and authenticates the session's user through PAM service
  * "mamori-unlock" (the pam_mamori stack: lockout, second factor; every wrong password
- * counts, R-AUTH-1). It thaws nothing itself: it tells the agent on stdout ("failed" per
- * refused attempt) and exits 0 once the user is authenticated, 3 when the terminal is
- * gone; anything else leaves the session frozen and the agent starts a new prompt.
+ * counts, R-AUTH-1). An administrator (a member of the group given by --admin-group,
+ * roles.admin_group) may unlock instead: an empty password is a failed attempt of the
+ * user's, after which the prompt asks for an administrator's name (not echoed: it may be
+ * a password typed in the wrong place) and authenticates that account through the same
+ * stack (R-IDLE-1). It thaws nothing itself: it tells the agent on stdout ("failed
+ * <reason>" per refused attempt, "unlocked-by <name>" for an administrator) and exits 0
+ * once someone is authenticated, 3 when the terminal is gone; anything else leaves the
+ * session frozen and the agent starts a new prompt. Texts go through gettext (po/ja.po)
+ * in the agent's locale, the English under them when that is not English.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
+#include <locale.h>
 #include <pwd.h>
 #include <security/pam_appl.h>
 #include <signal.h>
@@ -24,7 +32,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "i18n.h"
 #include "idle-logic.h"
+#include "mamori-config.h"
 
 #define EXIT_UNLOCKED 0
 #define EXIT_ERROR 1
@@ -34,6 +44,7 @@
 typedef struct lock_ctx {
         int tty;
         bool hangup;
+        bool empty_password;    /* the last password given was empty: an administrator's turn */
 } lock_ctx;
 
 static void say(int fd, const char *s)
@@ -103,6 +114,8 @@ static int conv(int n, const struct pam_message **msg, struct pam_response **res
                         say(c->tty, m);
                         if (read_line(c, msg[i]->msg_style == PAM_PROMPT_ECHO_ON, &r[i].resp) < 0)
                                 goto fail;
+                        if (msg[i]->msg_style == PAM_PROMPT_ECHO_OFF)
+                                c->empty_password = r[i].resp[0] == '\0';
                         break;
                 case PAM_ERROR_MSG:
                 case PAM_TEXT_INFO:
@@ -162,25 +175,110 @@ static int open_tty(const char *path, uid_t uid)
         return fd;
 }
 
-static void banner(int tty, const char *user, const char *rhost)
+/* One text in the terminal's language, and the English under it when that differs. */
+static void say_text(int tty, const char *indent, const char *english, const char *end)
 {
-        say(tty, "\r\n\r\n"
-                 "  ******************************************************************\r\n"
-                 "  このセッションは無操作のためロックされています。\r\n"
-                 "  This session was locked after a period without input.\r\n"
-                 "  実行中のプログラムは一時停止中で、解除後に再開します。\r\n"
-                 "  Your programs are paused and resume once you unlock.\r\n"
-                 "  ******************************************************************\r\n");
-        say(tty, "  ユーザー / user: ");
-        say(tty, user);
-        if (rhost && *rhost) {
-                say(tty, "   接続元 / from: ");
-                say(tty, rhost);
+        const char *local = _(english);
+        say(tty, indent);
+        say(tty, local);
+        say(tty, end);
+        if (strcmp(local, english) != 0) {
+                say(tty, indent);
+                say(tty, english);
+                say(tty, end);
         }
-        say(tty, "\r\n  パスワードを入力して解除してください / Enter the password to unlock.\r\n\r\n");
 }
 
-static int run(const char *tty_path, const char *user, uid_t uid, const char *rhost)
+/* Why the session was locked (--reason, the agent's session.lock action). */
+static const char *reason_text(const char *reason)
+{
+        if (reason && strcmp(reason, "token-removed") == 0)
+                return N_("This session was locked because the authentication token was removed.");
+        if (reason && strcmp(reason, "lock-no-locker") == 0)
+                return N_("This session was locked after a period without input (no screen locker answered).");
+        return N_("This session was locked after a period without input.");
+}
+
+static void banner(int tty, const char *user, const char *rhost, const char *reason, bool admin)
+{
+        say(tty, "\r\n\r\n  ******************************************************************\r\n");
+        say_text(tty, "  ", reason_text(reason), "\r\n");
+        say_text(tty, "  ", N_("Your programs are paused and resume once you unlock."), "\r\n");
+        say(tty, "  ******************************************************************\r\n  ");
+        say(tty, _("User:"));
+        say(tty, " ");
+        say(tty, user);
+        if (rhost && *rhost) {
+                say(tty, "   ");
+                say(tty, _("From:"));
+                say(tty, " ");
+                say(tty, rhost);
+        }
+        say(tty, "\r\n");
+        if (reason && strcmp(reason, "token-removed") == 0)
+                say_text(tty, "  ", N_("Insert the token, then enter the password to unlock."), "\r\n");
+        else
+                say_text(tty, "  ", N_("Enter the password to unlock."), "\r\n");
+        if (admin)
+                say_text(tty, "  ",
+                         N_("An administrator: press Enter at the password prompt, then give your user name."),
+                         "\r\n");
+        say(tty, "\r\n");
+}
+
+/* Whether name is a member of group (primary or supplementary). Cannot tell: no (deny). */
+static bool in_group(const char *name, const char *group)
+{
+        struct group *g = getgrnam(group);
+        struct passwd *pw = getpwnam(name);
+        if (!g || !pw)
+                return false;
+        gid_t groups[256];
+        int n = (int)(sizeof groups / sizeof groups[0]);
+        if (getgrouplist(name, pw->pw_gid, groups, &n) < 0)
+                return false; /* more than 256 groups: refused, not guessed */
+        for (int i = 0; i < n; i++)
+                if (groups[i] == g->gr_gid)
+                        return true;
+        return false;
+}
+
+/* After an empty password: an administrator's name (not echoed), checked, then their
+ * own authentication. Returns 1 unlocked (name in admin), 0 not, -1 hang-up. */
+static int admin_turn(lock_ctx *c, const char *tty_path, const char *rhost, const char *group, char *admin,
+                      size_t size)
+{
+        say(c->tty, "  ");
+        say(c->tty, _("Administrator's user name (Enter to go back): "));
+        char *name = NULL;
+        if (read_line(c, false, &name) < 0)
+                return -1;
+        int ret = 0;
+        if (!name[0]) {
+                /* back to the user's prompt */
+        } else if (strlen(name) >= size || !in_group(name, group)) {
+                /* Not said which: the text may be a password typed in the wrong place. */
+                printf("failed not-an-administrator\n");
+                fflush(stdout);
+                say_text(c->tty, "  ", N_("That is not an administrator's account."), "\r\n");
+        } else {
+                int r = authenticate(c, name, tty_path, rhost);
+                if (r == PAM_SUCCESS) {
+                        snprintf(admin, size, "%s", name);
+                        ret = 1;
+                } else if (!c->hangup) {
+                        printf("failed administrator %s: %s\n", name, pam_strerror(NULL, r));
+                        fflush(stdout);
+                        say_text(c->tty, "  ", N_("Authentication failed."), "\r\n");
+                }
+        }
+        explicit_bzero(name, strlen(name));
+        free(name);
+        return c->hangup ? -1 : ret;
+}
+
+static int run(const char *tty_path, const char *user, uid_t uid, const char *rhost, const char *reason,
+               const char *admin_group)
 {
         int fd = open_tty(tty_path, uid);
         if (fd < 0) {
@@ -202,10 +300,12 @@ static int run(const char *tty_path, const char *user, uid_t uid, const char *rh
         }
         int rc = EXIT_HANGUP;
         for (unsigned attempt = 0; !c.hangup; attempt++) {
-                banner(fd, user, rhost);
+                banner(fd, user, rhost, reason, admin_group != NULL);
+                c.empty_password = false;
                 int r = authenticate(&c, user, tty_path, rhost);
                 if (r == PAM_SUCCESS) {
-                        say(fd, "  解除しました / Unlocked.\r\n\r\n");
+                        say_text(fd, "  ", N_("Unlocked."), "\r\n");
+                        say(fd, "\r\n");
                         rc = EXIT_UNLOCKED;
                         break;
                 }
@@ -214,7 +314,19 @@ static int run(const char *tty_path, const char *user, uid_t uid, const char *rh
                 /* Every refusal is reported: the agent records session.unlock.failed. */
                 printf("failed %s\n", pam_strerror(NULL, r));
                 fflush(stdout);
-                say(fd, "  認証に失敗しました / Authentication failed.\r\n");
+                say_text(fd, "  ", N_("Authentication failed."), "\r\n");
+                if (c.empty_password && admin_group) {
+                        char admin[LOGIN_NAME_MAX + 1];
+                        int a = admin_turn(&c, tty_path, rhost, admin_group, admin, sizeof admin);
+                        if (a > 0) {
+                                printf("unlocked-by %s\n", admin);
+                                fflush(stdout);
+                                say_text(fd, "  ", N_("Unlocked by an administrator."), "\r\n");
+                                say(fd, "\r\n");
+                                rc = EXIT_UNLOCKED;
+                                break;
+                        }
+                }
                 sleep(attempt < 3 ? 1 : 3);
         }
         if (have_saved)
@@ -228,9 +340,10 @@ int main(int argc, char *argv[])
         static const struct option lo[] = {
                 {"tty", required_argument, NULL, 't'},   {"user", required_argument, NULL, 'u'},
                 {"uid", required_argument, NULL, 'U'},   {"rhost", required_argument, NULL, 'r'},
-                {"session", required_argument, NULL, 's'}, {},
+                {"session", required_argument, NULL, 's'}, {"reason", required_argument, NULL, 'R'},
+                {"admin-group", required_argument, NULL, 'a'}, {},
         };
-        const char *tty = NULL, *user = NULL, *rhost = NULL;
+        const char *tty = NULL, *user = NULL, *rhost = NULL, *reason = NULL, *admin_group = NULL;
         long uid = -1;
         int c;
         char *end;
@@ -240,6 +353,8 @@ int main(int argc, char *argv[])
                 case 'u': user = optarg; break;
                 case 'r': rhost = optarg; break;
                 case 's': break; /* for ps: which session this prompt belongs to */
+                case 'R': reason = optarg; break;
+                case 'a': admin_group = optarg; break;
                 case 'U':
                         errno = 0;
                         uid = strtol(optarg, &end, 10);
@@ -250,7 +365,7 @@ int main(int argc, char *argv[])
                 }
         if (!tty || !user || uid < 0 || optind != argc || getuid() != 0) {
                 fprintf(stderr, "Usage (root, from mamori-agent): mamori-lock --tty /dev/pts/N --user NAME --uid UID "
-                                "[--rhost HOST] [--session ID]\n");
+                                "[--rhost HOST] [--session ID] [--reason ACTION] [--admin-group GROUP]\n");
                 return EXIT_ERROR;
         }
         /* The user must be the one the uid names: the prompt never authenticates someone else. */
@@ -260,5 +375,9 @@ int main(int argc, char *argv[])
                 return EXIT_ERROR;
         }
         signal(SIGPIPE, SIG_IGN);
-        return run(tty, user, (uid_t)uid, rhost);
+        /* The agent's locale (the system's), passed on by the agent: texts in the
+         * terminal's language (R-IDLE-1's prompt is read by the terminal's staff). */
+        (void)setlocale(LC_ALL, "");
+        mamori_i18n_bind(MAMORI_LOCALEDIR);
+        return run(tty, user, (uid_t)uid, rhost, reason, admin_group);
 }

@@ -328,6 +328,9 @@ int main(int argc, char *argv[])
          * English under them (agent_refusal_message). */
         (void)setlocale(LC_MESSAGES, "");
         mamori_i18n_bind(MAMORI_LOCALEDIR);
+        /* LC_CTYPE stays "C" (device strings are bytes, escaped byte by byte), so the C
+         * library's own texts (%m) would be converted to ASCII ("????"): keep them UTF-8. */
+        (void)bind_textdomain_codeset("libc", "UTF-8");
         (void)prctl(PR_SET_DUMPABLE, 0);
         static agent a = {.policyd_fd = -1, .watch_fd = -1, .mount_dir = "/run/mamori-agent/raw", .status_dir = "/run/mamori-agent"};
         opts o = {.config = MAMORI_CONFIG_PATH, .spool_dir = "/var/lib/mamori-agent",

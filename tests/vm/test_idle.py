@@ -7,8 +7,11 @@ from 127.0.0.1 on a pty) are each left idle past a 10 s test timeout: each must 
 within 5 s of the timeout (R-IDLE-1; the measured delays are printed), a counter running
 in it must stop while locked and run again after the unlock, a wrong password at the
 lock prompt must be refused and counted by pam_mamori (R-AUTH-1), the right one must
-unlock, and an idle inhibitor held by the user must not stop the lock. Every lock,
-unlock and refused unlock is evidence (R-EV-5).
+unlock, and an idle inhibitor held by the user must not stop the lock. The second lock of
+the text session is undone by an administrator at the prompt instead (after an empty
+password; a name outside the administrators' group is refused first). Every lock,
+unlock and refused unlock is evidence (R-EV-5). The agent runs with LANGUAGE=ja, as on a
+Japanese terminal: the prompt's texts come through gettext (po/ja.po), English under them.
 
 One boot: the build installed, policyd's socket and the agent enabled, pam_mamori in
 the guest's common-auth (pam-auth-update, as tests/pam/vm_pam.py does)."""
@@ -32,6 +35,10 @@ TIMEOUT = 15
 USER, PASSWORD = "idleuser", "Idle#Pass7"
 CONFIG = "idle: { timeout = %d; };\nauth: { deny = 5; unlock_time = 900; };\n" % TIMEOUT
 BANNER = b"This session was locked"
+ADMIN, ADMIN_PASSWORD = "idleboss", "Boss#Pass9"
+# The system locale a Japanese terminal's agent runs with (LANGUAGE: no ja_JP locale needed).
+LOCALE_DROPIN = "[Service]\nEnvironment=LANG=C.UTF-8 LANGUAGE=ja\n"
+PW_PROMPT = "パスワード:".encode()  # pam_unix's "Password: " in Linux-PAM's Japanese catalogue
 
 
 def as_user(vm, user):
@@ -103,11 +110,17 @@ def setup(vm):
         vm.copy_in(os.path.join(prof, p), "/usr/share/pam-configs/" + p)
     vm.run(["pam-auth-update", "--package", "--force"], check=True)
     vm.copy_in(CONFIG.encode(), CONFIG_PATH)
+    vm.run(["mkdir", "-p", "/etc/systemd/system/mamori-agent.service.d"], check=True)
+    vm.copy_in(LOCALE_DROPIN.encode(), "/etc/systemd/system/mamori-agent.service.d/locale.conf")
+    vm.run(["systemctl", "daemon-reload"], check=True)
     vm.run(["systemctl", "restart", "mamori-policyd.socket"], check=False)
     vm.run(["systemctl", "stop", "mamori-policyd.service"], check=False)
     vm.run(["systemctl", "restart", "mamori-agent.service"], check=True)
     vm.run(["useradd", "-m", "-s", "/bin/bash", USER], check=True)
     vm.run(["chpasswd"], input="%s:%s\n" % (USER, PASSWORD), check=True)
+    vm.run(["groupadd", "-f", "mamori-admin"], check=True)
+    vm.run(["useradd", "-m", "-G", "mamori-admin", "-s", "/bin/bash", ADMIN], check=True)
+    vm.run(["chpasswd"], input="%s:%s\n" % (ADMIN, ADMIN_PASSWORD), check=True)
     vm.wait_for(lambda: b"idle_timeout=%d" % TIMEOUT in (vm.read("/run/mamori-agent/status") or b""),
                 timeout=60, what="the agent's status with the test timeout")
 
@@ -199,20 +212,50 @@ def lock_cycle(vm, term, sid, what):
 
 
 def relock(vm, term, sid, seq0):
-    """Idle again after an unlock: it locks again (a lock cgroup made anew) and unlocks."""
+    """Idle again after an unlock: it locks again (a lock cgroup made anew), and this time an
+    administrator unlocks it at the prompt (R-IDLE-1: "only the session's user, or an
+    administrator"), through the same pam_mamori stack; the record names them (R-EV-5)."""
     n = len(term.output())
     try:
         wait_record(vm, "session.lock", sid, after_seq=seq0, timeout=TIMEOUT + 60)
     except Exception:
         diag(vm)
         raise
-    term.wait_output(b"assword", start=term.wait_output(BANNER, start=n, timeout=30))
+    pos = term.wait_output(BANNER, start=n, timeout=30)
+    check("このセッションは無操作のためロックされています".encode() in term.output()[n:pos + 200],
+          "the banner is not in Japanese first: %r", term.output()[n:pos + 200])
+    pos = term.wait_output(PW_PROMPT, start=pos)
     c1 = counter(vm)
     time.sleep(1)
     check(counter(vm) == c1, "the counter ran while locked the second time")
-    term.type(PASSWORD + "\n")
+    # An empty password (a failed attempt), then a name outside the administrators: refused.
+    term.type("\n")
+    name_prompt = "管理者のユーザー名".encode()
+    pos = term.wait_output(name_prompt, start=pos, timeout=60)
+    term.type(USER + "\n")
+    pos = term.wait_output("管理者のアカウントではありません".encode(), start=pos, timeout=60)
+    def refusal():
+        for r in records(vm, "session.unlock.failed"):
+            if r["seq"] > seq0 and r["fields"].get("session") == sid and \
+                    r["fields"].get("reason") == "not-an-administrator":
+                return r
+        return None
+    f = vm.wait_for(refusal, timeout=60, what="a not-an-administrator refusal")
+    # What was typed is not recorded: it may have been a password.
+    check([k for k, v in f["fields"].items() if v == USER] == ["user"], "refusal record %r", f["fields"])
+    # Again: the administrator's name (not echoed) and their own password.
+    pos = term.wait_output(PW_PROMPT, start=pos, timeout=60)
+    term.type("\n")
+    pos = term.wait_output(name_prompt, start=pos, timeout=60)
+    term.type(ADMIN + "\n")
+    pos = term.wait_output(PW_PROMPT, start=pos, timeout=60)
+    check(ADMIN.encode() not in term.output()[n:], "the administrator's name was echoed")
+    term.type(ADMIN_PASSWORD + "\n")
     un = wait_record(vm, "session.unlock", sid, after_seq=seq0)
-    check(un["fields"]["how"] == "password", "unlock record %r", un["fields"])
+    check(un["fields"]["how"] == "administrator" and un["fields"].get("by") == ADMIN, "unlock record %r",
+          un["fields"])
+    term.wait_output("管理者が解除しました".encode(), start=pos, timeout=30)
+    vm.wait_for(lambda: counter(vm) > c1, timeout=30, what="the counter running after the administrator's unlock")
     term.shell_alive("again")
 
 

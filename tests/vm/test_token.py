@@ -3,17 +3,19 @@
 """The authentication token (R-AUTH-4) with real udev, logind, PAM and the agent in the
 guest: a user the policy ties to a token cannot log in without it; with it plugged in
 they can; pulling it out locks their session at once (the measured delay is printed),
-and the lock prompt lets them in again only once the token is back.
+and the lock prompt (which says why) lets them in again only once the token is back. On
+a host exempt from the idle lock (R-IDLE-2) a pulled token still locks.
 
 One boot; the session and PAM set-up are vm-idle's (test_idle.py)."""
 import os
+import re
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mamori_vm import check, make_image, run_scenarios  # noqa: E402
-from test_idle import (BANNER, CONFIG_PATH, MEDIACTL, PASSWORD, USER, Term, as_user, counter,  # noqa: E402
-                       last_seq, records, session_of, setup, wait_record)
+from test_idle import (BANNER, CONFIG_PATH, MEDIACTL, PASSWORD, PW_PROMPT, USER, Term, as_user,  # noqa: E402
+                       counter, last_seq, records, session_of, setup, wait_record)
 
 SERIAL = "TOKEN-VM-1"
 # idle lock far away: only the token locks in this test
@@ -75,17 +77,43 @@ def token_pull_locks(vm):
     check(counter(vm) == c1, "the counter ran while locked")
     # While the token is out the prompt does not even ask for the password.
     pos = term.wait_output(b"authentication token is not plugged in", start=pos, timeout=60)
-    check(b"Password:" not in term.output()[n:], "the password was asked for while the token was out")
+    check(PW_PROMPT not in term.output()[n:], "the password was asked for while the token was out")
     check(counter(vm) == c1, "unlocked without the token")
     # Token back, password: unlocked, the program runs on.
     tok = vm.plug_stick(img, vendor="Yubi", product="Token", serial=SERIAL)
     tok.wait_usb_event()
     rec_after(vm, "token.insert", seq1, user=USER)
-    term.wait_output(b"Password:", start=pos, timeout=60)
+    term.wait_output(PW_PROMPT, start=pos, timeout=60)
     term.type(PASSWORD + "\n")
     un = wait_record(vm, "session.unlock", sid, after_seq=seq1)
     check(un["fields"]["how"] == "password", "unlock record %r", un["fields"])
     vm.wait_for(lambda: counter(vm) > c1, timeout=30, what="the counter running after the unlock")
+    check("認証トークンが取り外されたため".encode() in term.output()[n:] and
+          b"authentication token was removed" in term.output()[n:],
+          "the prompt does not say that the token was removed: %r", term.output()[n:][-1500:])
+
+    # R-IDLE-2 exempts a host from the idle lock only: a pulled token still locks (R-AUTH-4).
+    vm.copy_in(CONFIG.replace("idle: { timeout = 3600; };",
+                              'idle: { exempt = true; exempt_approver = "CISO"; exempt_reason = "kiosk"; };')
+               .encode(), CONFIG_PATH)
+    vm.run(["systemctl", "restart", "mamori-agent.service"], check=True)
+    vm.wait_for(lambda: re.search(rb"idle=exempt\n(.*\n)*idle_sessions=[1-9]",
+                                  vm.read("/run/mamori-agent/status") or b""),
+                timeout=60, what="the exempt agent watching the session")
+    seq2 = last_seq(vm)
+    vm.wait_for(lambda: "plugged in" in vm.run(as_user(vm, "mamori-t-admin") + [MEDIACTL, "token", "list"]).stdout,
+                timeout=60, what="the token reported present by the restarted agent")
+    n = len(term.output())
+    tok.pull()
+    lock = wait_record(vm, "session.lock", sid, after_seq=seq2, timeout=60)
+    check(lock["fields"].get("action") == "token-removed", "exempt host: lock record %r", lock["fields"])
+    pos = term.wait_output(BANNER, start=n, timeout=30)
+    tok = vm.plug_stick(img, vendor="Yubi", product="Token", serial=SERIAL)
+    tok.wait_usb_event()
+    term.wait_output(PW_PROMPT, start=pos, timeout=60)
+    term.type(PASSWORD + "\n")
+    un = wait_record(vm, "session.unlock", sid, after_seq=seq2)
+    check(un["fields"]["how"] == "password", "exempt host: unlock record %r", un["fields"])
     term.type("kill %1; exit\n")
     tok.pull()
 
