@@ -87,7 +87,10 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
 {
         view *v = V();
         CALLER(c);
-        if (streq(path, "/")) {
+        view_handle *h = fi ? (view_handle *)(uintptr_t)fi->fh : NULL;
+        if (!path && !(h && h->node)) /* unlinked while open (hard_remove): only written ones are known */
+                return -ENOENT;
+        if (path && streq(path, "/")) {
                 struct stat raw;
                 if (fstat(v->raw_fd, &raw) < 0)
                         return -errno;
@@ -96,11 +99,12 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
         }
         if (!(c.modes & ANY_RIGHT))
                 return -EACCES; /* no right on this medium: nothing to see */
-        view_node *n = view_node_find(v, path);
+        view_node *n = h && h->node ? h->node : view_node_find(v, path);
         if (n) {
                 struct stat raw;
-                if (fstat(n->stage_fd, &raw) < 0)
-                        return -errno;
+                int r = view_node_stat(n, &raw);
+                if (r < 0)
+                        return r;
                 fill_stat(st, &raw, false, raw.st_size, &c);
                 return 0;
         }
@@ -344,6 +348,9 @@ static int op_read(const char *path, char *buf, size_t size, off_t off, struct f
         view_handle *h = (view_handle *)(uintptr_t)fi->fh;
         ssize_t n;
         if (h->node) {
+                int r = view_node_stage(V(), h->node); /* read while written: the stage has it all */
+                if (r < 0)
+                        return r;
                 n = pread(h->node->stage_fd, buf, size, off);
                 return n < 0 ? -errno : (int)n;
         }
@@ -362,10 +369,9 @@ static int op_write(const char *path, const char *buf, size_t size, off_t off, s
         view_handle *h = (view_handle *)(uintptr_t)fi->fh;
         if (!h->node || !h->node->path)
                 return -EBADF;
-        ssize_t n = pwrite(h->node->stage_fd, buf, size, off);
+        int n = view_node_write(V(), h->node, buf, size, (uint64_t)off);
         if (n < 0)
-                return -errno;
-        view_node_wrote(h->node, buf, (size_t)n, (uint64_t)off);
+                return n;
         h->node->dirty = true;
         h->node->failed = false;
         return (int)n;
@@ -424,30 +430,25 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
         view *v = V();
         CALLER(c);
-        int r = may_write(v, &c, path);
+        view_handle *h = fi ? (view_handle *)(uintptr_t)fi->fh : NULL;
+        if (!path && !(h && h->node))
+                return -EBADF;
+        int r = may_write(v, &c, path ?: "/(unlinked)");
         if (r < 0)
                 return r;
-        view_handle *h = fi ? (view_handle *)(uintptr_t)fi->fh : NULL;
-        if (h && h->node) {
-                if (ftruncate(h->node->stage_fd, size) < 0)
-                        return -errno;
-                view_node_stream_abandon(h->node);
-                h->node->dirty = true;
-                return 0;
-        }
+        if (size < 0)
+                return -EINVAL;
+        if (h && h->node)
+                return view_node_truncate(v, h->node, (uint64_t)size);
         /* by path: stage, cut, store at once */
         struct fuse_file_info tfi = {.flags = O_WRONLY | (size == 0 ? O_TRUNC : 0)};
         r = open_write(v, &c, path, tfi.flags, false, &tfi);
         if (r < 0)
                 return r;
         view_handle *t = (view_handle *)(uintptr_t)tfi.fh;
-        view_node_stream_abandon(t->node);
-        if (ftruncate(t->node->stage_fd, size) < 0)
-                r = -errno;
-        else {
-                t->node->dirty = true;
+        r = view_node_truncate(v, t->node, (uint64_t)size);
+        if (r >= 0)
                 r = view_node_commit(v, t->node, &c);
-        }
         view_node_unref(v, t->node);
         free(t);
         return r;
@@ -469,13 +470,12 @@ static int op_unlink(const char *path)
                 return -EISDIR;
         if (e.kind == VIEW_NONE && !n)
                 return -ENOENT;
+        if (n) /* what is open stays readable (before its stored copy goes) */
+                (void)view_node_stage(v, n);
         if (e.kind != VIEW_NONE && unlinkat(dfd, e.stored, 0) < 0)
                 return -errno;
-        if (n) { /* open for writing: its content is never stored */
-                view_node_stream_abandon(n);
-                free(n->path);
-                n->path = NULL;
-        }
+        if (n) /* open for writing: its content is never stored */
+                view_node_detach(v, n);
         return 0;
 }
 
@@ -557,6 +557,8 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
                 return -EEXIST;
         if (streq(from, to))
                 return 0;
+        if (nb && nb != na) /* what is open at the target stays readable (before it is replaced) */
+                (void)view_node_stage(v, nb);
         if (a.kind != VIEW_NONE)
                 r = rename_stored(&a, &b, flags);
         else if (b.kind == VIEW_DIR)
@@ -565,11 +567,8 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
                 r = unlinkat(bfd, b.stored, 0) < 0 ? -errno : 0;
         if (r < 0)
                 return r;
-        if (nb && nb != na) { /* the file open at the target is replaced: never stored */
-                view_node_stream_abandon(nb);
-                free(nb->path);
-                nb->path = NULL;
-        }
+        if (nb && nb != na) /* the file open at the target is replaced: never stored */
+                view_node_detach(v, nb);
         view_nodes_rename(v, from, to);
         return 0;
 }
@@ -601,7 +600,7 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
         CALLER(c);
         if (!(c.modes & WRITE_RIGHTS))
                 return -EACCES;
-        if (streq(path, "/"))
+        if (!path || streq(path, "/")) /* the root, or unlinked while open: times not stored */
                 return 0;
         view_entry e;
         int r = view_lookup(v, path, &e);

@@ -3,9 +3,10 @@
  * mamori-view: the FUSE media view of one registered medium (docs/design.md "Media
  * view"). The raw filesystem is mounted root-only by the agent; the view serves it at
  * a path users see and decides every operation by the caller's rights, which it asks
- * policyd for itself (MEDIA_DECIDE). Files written are staged in a root-only
- * directory, encrypted to the organisation recipient (or stored as plaintext only for
- * a write-plain right without an encrypting one) when the writer closes them, recorded
+ * policyd for itself (MEDIA_DECIDE). Files written are encrypted on the fly to a
+ * temporary file on the medium while written in order, else staged in a root-only
+ * directory and encrypted to the organisation recipient (or stored as plaintext only
+ * for a write-plain right without an encrypting one) when the writer closes them, recorded
  * (EVIDENCE_SUBMIT, acknowledged), and only then renamed into place (R-OUT-1..3,
  * R-EV-1, R-EV-2, R-EV-9).
  *
@@ -14,7 +15,8 @@
  * raw tree), view-node.c (staged files and their commit), view-ops.c (FUSE operations).
  * The FUSE loop is single-threaded: operations never run concurrently, so nodes, the
  * size cache and the policyd calls need no locks; only the rights (refreshed by a
- * thread) are behind a mutex.
+ * thread) are behind a mutex, and a stream's writer is fed by a thread of its own
+ * (view-node.c, "feed"), touched by the FUSE thread only once that has drained.
  */
 #pragma once
 
@@ -150,39 +152,58 @@ int view_age_reader(view *v, int fd, mamori_age_reader **ret);
 /* Removes the stored copy of base in the other form after base was stored as kind. */
 void view_remove_other(int dir_fd, const char *base, view_kind kept);
 
-/* view-node.c: a file open for writing, staged in plaintext until committed. */
+/* view-node.c: a file open for writing. Where its content is (docs/design.md "Staging"): */
+typedef enum view_content {
+        VIEW_CONTENT_STAGE,  /* in the stage (a stream, if any, is a second copy) */
+        VIEW_CONTENT_STREAM, /* only in the stream's temporary file on the medium (n->size bytes) */
+        VIEW_CONTENT_STORED, /* committed from the stream: only in the stored file (n->size bytes) */
+} view_content;
 struct view_node {
         view_node *next;
         char *path;       /* FUSE path; NULL once unlinked or replaced */
         unsigned refs;
         int stage_fd;
+        view_content content;
+        uint64_t size;    /* the content's size unless it is in the stage */
+        int error;        /* < 0: what was written is lost (medium full or failing, not decryptable): writes,
+                           * reads and commits fail with it until the file is truncated to 0 */
         bool dirty;
         bool failed;      /* a commit failed and the writer was told: not tried again at release */
+        bool encrypt;     /* the opener's writes are stored encrypted: a stream may be started */
         uid_t uid;
         pid_t pid;        /* the process that opened it (for source_path) */
-        /* Encryption on the fly while a new file is written from its start in order:
-         * ciphertext to a temporary file beside the target, so a copy's commit only
-         * finishes it. Any other write, truncate or rename abandons it (the stage has
-         * everything; commit then encrypts the stage as usual). */
+        /* Encryption on the fly while the file is written from its start in order:
+         * ciphertext to a temporary file (sw_tmp in sw_dir, the directory it was opened in)
+         * on the medium, so a copy's commit only finishes it. Without a stage copy
+         * (VIEW_CONTENT_STREAM) when the organisation identities open it again. */
         mamori_age_writer *sw;
+        struct view_feed *feed; /* hands the writes to sw on a thread of its own */
         int sw_fd, sw_dir;
         char sw_tmp[64];
         uint64_t sw_off;
 };
-/* Records that len bytes were written at off (after they reached the stage). */
-void view_node_wrote(view_node *n, const void *buf, size_t len, uint64_t off);
-/* Drops the on-the-fly encryption (unlinks its temporary file). */
-void view_node_stream_abandon(view_node *n);
+/* Writes len bytes at off. Returns the count or -errno. */
+int view_node_write(view *v, view_node *n, const void *buf, size_t len, uint64_t off);
+/* Makes the stage hold the whole content (decrypting the stream's or the stored file).
+ * Returns 0, or -errno (the content is lost: n->error). */
+int view_node_stage(view *v, view_node *n);
+/* The stage's attributes with the content's size. Returns 0 or -errno. */
+int view_node_stat(view_node *n, struct stat *ret);
+/* Cuts or extends the content to size. Returns 0 or -errno. */
+int view_node_truncate(view *v, view_node *n, uint64_t size);
+/* The file was unlinked or replaced while open: never stored; what was written stays
+ * readable through the open handles (staged). */
+void view_node_detach(view *v, view_node *n);
 view_node *view_node_find(view *v, const char *path);
 /* Opens (or shares) the node for path; loads the stored content unless truncate.
  * Returns 0 or -errno. */
 int view_node_open(view *v, const char *path, const view_entry *e, bool truncate, const view_caller *c,
                    view_node **ret);
 void view_node_unref(view *v, view_node *n);
-/* Encrypts (or copies) the staged file to a temporary name on the medium, records the
- * transfer, then renames it into place. Returns 0, -EACCES (no write right now: a
- * refusal record is made), -ENOSPC (temp removed), -EIO (not recorded: temp removed,
- * R-EV-9), or -errno. */
+/* Encrypts (or copies) the content to a temporary name on the medium (or finishes the
+ * stream), records the transfer, then renames it into place. Returns 0, -EACCES (no write
+ * right now: a refusal record is made), -ENOSPC (temp removed), -EIO (not recorded: temp
+ * removed, R-EV-9), or -errno. */
 int view_node_commit(view *v, view_node *n, const view_caller *c);
 /* Renames nodes at from (or below it, for a directory) to to. */
 void view_nodes_rename(view *v, const char *from, const char *to);
