@@ -139,6 +139,17 @@ static int submit(agent *a, const uint8_t *f, size_t len)
         return r;
 }
 
+/* Frames a record of type with the NULL-terminated key/value list kv, now, and submits it. */
+static int submit_kv(agent *a, const char *type, const char *const *kv)
+{
+        _cleanup_free_ uint8_t *f = NULL;
+        size_t len;
+        int r = evidence_frame(type, now_us(), kv, &f, &len);
+        if (r < 0)
+                return log_error_errno(r, "Cannot build the %s record: %m", type);
+        return submit(a, f, len);
+}
+
 int evidence_device(agent *a, const char *what, const agent_dev *dev, ...)
 {
         char type[64];
@@ -155,12 +166,7 @@ int evidence_device(agent *a, const char *what, const agent_dev *dev, ...)
                 kv[n++] = s;
         va_end(ap);
         kv[n] = NULL;
-        _cleanup_free_ uint8_t *f = NULL;
-        size_t len;
-        int r = evidence_frame(type, now_us(), kv, &f, &len);
-        if (r < 0)
-                return log_error_errno(r, "Cannot build the %s record: %m", type);
-        return submit(a, f, len);
+        return submit_kv(a, type, kv);
 }
 
 int evidence_event(agent *a, const char *type, ...)
@@ -177,12 +183,7 @@ int evidence_event(agent *a, const char *type, ...)
         kv[n++] = "device_host";
         kv[n++] = a->host;
         kv[n] = NULL;
-        _cleanup_free_ uint8_t *f = NULL;
-        size_t len;
-        int r = evidence_frame(type, now_us(), kv, &f, &len);
-        if (r < 0)
-                return log_error_errno(r, "Cannot build the %s record: %m", type);
-        return submit(a, f, len);
+        return submit_kv(a, type, kv);
 }
 
 void agent_write_status(agent *a)

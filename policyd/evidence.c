@@ -72,16 +72,13 @@ static int record_from_request(const mamori_msg *req, uid_t uid, mamori_record *
         return 0;
 }
 
-static int handle_submit(server *srv, conn *c, const mamori_msg *req)
+/* Appends rec and answers req: "ok" with the sequence number, sent only once the record
+ * is durable (R-EV-9); not stored, the sender hears so and keeps (spools) its record. */
+static int store_and_answer(server *srv, conn *c, const mamori_msg *req, mamori_record *rec)
 {
-        mamori_record *rec;
-        int r = record_from_request(req, conn_uid(c), &rec);
-        if (r < 0)
-                return r;
         uint64_t seq;
-        r = store_append(server_store(srv), rec, &seq);
+        int r = store_append(server_store(srv), rec, &seq);
         if (r < 0)
-                /* Not stored: the submitter hears so and keeps (spools) its record. */
                 return conn_reply(c, req->type, r == -EINVAL ? MAMORI_E_INVALID : MAMORI_E_STORAGE,
                                   r == -EINVAL ? "record too large" : "evidence could not be stored");
         mamori_msg *m;
@@ -91,8 +88,17 @@ static int handle_submit(server *srv, conn *c, const mamori_msg *req)
         mamori_msg_put_u64(m, MAMORI_F_EV_SEQ, seq);
         r = conn_send(c, m);
         mamori_msg_free(m);
-        conn_hold_for_commit(c); /* "ok" leaves only once the record is durable */
+        conn_hold_for_commit(c);
         return r;
+}
+
+static int handle_submit(server *srv, conn *c, const mamori_msg *req)
+{
+        mamori_record *rec;
+        int r = record_from_request(req, conn_uid(c), &rec);
+        if (r < 0)
+                return r;
+        return store_and_answer(srv, c, req, rec);
 }
 
 /*
@@ -234,7 +240,6 @@ static int handle_transfer(server *srv, conn *c, const mamori_msg *req)
 {
         const char *v[_T_MAX] = {0};
         mamori_record *rec;
-        uint64_t seq;
         int r;
         const char *why = transfer_read(req, v, &r);
         if (r < 0)
@@ -244,19 +249,7 @@ static int handle_transfer(server *srv, conn *c, const mamori_msg *req)
         r = transfer_record(srv, c, v, &rec);
         if (r < 0)
                 return r == -ENOMEM ? r : conn_reply(c, req->type, MAMORI_E_INVALID, "record not acceptable");
-        r = store_append(server_store(srv), rec, &seq);
-        if (r < 0)
-                return conn_reply(c, req->type, r == -EINVAL ? MAMORI_E_INVALID : MAMORI_E_STORAGE,
-                                  r == -EINVAL ? "record too large" : "evidence could not be stored");
-        mamori_msg *m;
-        r = mamori_msg_new(req->type, MAMORI_OK, &m);
-        if (r < 0)
-                return r;
-        mamori_msg_put_u64(m, MAMORI_F_EV_SEQ, seq);
-        r = conn_send(c, m);
-        mamori_msg_free(m);
-        conn_hold_for_commit(c); /* "ok" leaves only once the record is durable */
-        return r;
+        return store_and_answer(srv, c, req, rec);
 }
 
 typedef struct query {
