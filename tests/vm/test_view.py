@@ -5,7 +5,9 @@ mounts it and starts mamori-view at /media/mamori/<management number>, a user wi
 write-encrypted grant copies a file through it, the stick is pulled, and its image,
 inspected on the host, holds only ciphertext that `age -d` opens with the organisation
 identity (R-OUT-1), with one media.output record carrying every field (R-EV-1, R-EV-2);
-and a stick pulled mid-copy leaves an error to the writer and no plaintext (R-EV-9)."""
+and a stick pulled mid-copy, a stick filled up mid-copy and policyd stopped mid-copy
+each leave an error to the writer, no plaintext and no partial file on the medium, and
+the evidence of what went before intact (R-EV-9)."""
 import json
 import os
 import subprocess
@@ -46,6 +48,45 @@ def fuse_mounted(vm, path):
         if p[4] == path:
             return p[p.index("-") + 1], set(p[5].split(","))
     return None
+
+
+def plug_view(vm, name, label):
+    img = make_image(os.path.join(vm.workdir, name), "vfat", 16, label=label)
+    st = vm.plug_stick(img, vendor="ACME", product="View", serial="VIEW-1")
+    st.wait_usb_event()
+    vm.wait_for(lambda: fuse_mounted(vm, VIEW), timeout=120, what="the view mounted")
+    return img, st
+
+
+def outputs(vm, name):
+    """How many media.output records name the file."""
+    return len([x for x in records(vm, "media.output") if x["fields"].get("file") == name])
+
+
+def start_writer(vm, name, mark):
+    """The staff user writes 4 MB of mark to VIEW/name in the background and waits (file
+    open, data written) until finish_writer."""
+    script = ("import os,sys,time\n"
+              "f=open(sys.argv[1],'wb')\n"
+              "f.write(sys.argv[2].encode() * 400000); f.flush()\n"
+              "open('/tmp/staff/%s.flag','w').close()\n"
+              "while not os.path.exists('/tmp/staff/%s.go'): time.sleep(0.1)\n"
+              "try:\n    f.write(b'end'); f.close(); print('closed')\n"
+              "except OSError as e:\n    print('error', e.errno)\n") % (name, name)
+    vm.run(["install", "-d", "-m", "0777", "/tmp/staff"], check=True)
+    vm.run(["sh", "-c", "%s python3 -c \"$0\" \"$1\" \"$2\" > /tmp/staff/%s.out 2>&1 &"
+            % (" ".join(as_user(vm, "mamori-t-staff")), name), script, VIEW + "/" + name, mark.decode()],
+           check=True)
+    vm.wait_for(lambda: vm.run(["test", "-e", "/tmp/staff/%s.flag" % name]).rc == 0, timeout=60,
+                what="the writer started")
+
+
+def finish_writer(vm, name):
+    """Lets the writer close its file; returns what it printed ("closed", "error N")."""
+    vm.run(["touch", "/tmp/staff/%s.go" % name], check=True)
+    out = "/tmp/staff/%s.out" % name
+    vm.wait_for(lambda: (vm.read(out) or b"").strip(), timeout=60, what="the writer's result")
+    return vm.read(out).decode().strip()
 
 
 def copy_through_view_then_pull(vm):
@@ -102,33 +143,79 @@ def pulled_mid_copy(vm):
     """The stick pulled while a file is being written through the view: the writer gets
     an error, the view goes, and the image holds no plaintext (the file was staged on
     the terminal, never on the medium, and nothing was recorded as transferred)."""
-    img = make_image(os.path.join(vm.workdir, "p.img"), "vfat", 16, label="P")
-    st = vm.plug_stick(img, vendor="ACME", product="View", serial="VIEW-1")
-    st.wait_usb_event()
-    vm.wait_for(lambda: fuse_mounted(vm, VIEW), timeout=120, what="the view mounted")
-    script = ("import os,time\n"
-              "f=open('%s/big.bin','wb')\n"
-              "f.write(b'PLAINMARK-' * 400000); f.flush()\n"
-              "open('/tmp/staff/flag','w').close()\n"
-              "while not os.path.exists('/tmp/staff/go'): time.sleep(0.1)\n"
-              "try:\n    f.close(); print('closed')\n"
-              "except OSError as e:\n    print('error', e.errno)\n") % VIEW
-    vm.run(["install", "-d", "-m", "0777", "/tmp/staff"], check=True)
-    vm.run(["sh", "-c", "%s python3 -c \"$0\" > /tmp/staff/out 2>&1 &" % " ".join(as_user(vm, "mamori-t-staff")),
-            script], check=True)
-    vm.wait_for(lambda: vm.run(["test", "-e", "/tmp/staff/flag"]).rc == 0, timeout=60, what="the writer started")
+    img, st = plug_view(vm, "p.img", "P")
+    start_writer(vm, "big.bin", b"PLAINMARK-")
     st.pull()
     vm.wait_for(lambda: not fuse_mounted(vm, VIEW), timeout=60, what="the view gone after the pull")
-    vm.run(["touch", "/tmp/staff/go"], check=True)
-    vm.wait_for(lambda: (vm.read("/tmp/staff/out") or b"").strip(), timeout=60, what="the writer's result")
-    out = vm.read("/tmp/staff/out").decode().strip()
+    out = finish_writer(vm, "big.bin")
     check(out.startswith("error"), "the writer got an error: %r", out)
     with open(img, "rb") as fh:
         check(b"PLAINMARK-" not in fh.read(), "no plaintext on the pulled stick's image")
     names = subprocess.run(["mdir", "-b", "-i", img, "::"], capture_output=True, text=True).stdout.split()
     check(not names, "nothing on the image: %r", names)
-    recs = [x for x in records(vm, "media.output") if x["fields"].get("file") == "big.bin"]
-    check(not recs, "no transfer recorded for the file that never reached the stick: %r", recs)
+    check(outputs(vm, "big.bin") == 0, "no transfer recorded for the file that never reached the stick")
+
+
+def copy_in(vm, name, data):
+    """A file the staff user copies onto the view with cp. Returns cp's result."""
+    vm.run(["install", "-d", "-m", "0755", "-o", "mamori-t-staff", "/tmp/staff"], check=True)
+    vm.run(as_user(vm, "mamori-t-staff") + ["sh", "-c", "cat > /tmp/staff/" + name], input=data, check=True)
+    return vm.run(as_user(vm, "mamori-t-staff") + ["cp", "/tmp/staff/" + name, VIEW + "/" + name])
+
+
+def image_after_pull(vm, st, img):
+    """Pulls the stick; returns (names on the image, the image's bytes)."""
+    vm.run(["sync"])
+    st.pull()
+    vm.wait_for(lambda: not fuse_mounted(vm, VIEW), timeout=60, what="the view gone after the pull")
+    names = subprocess.run(["mdir", "-b", "-i", img, "::"], capture_output=True, text=True).stdout.split()
+    with open(img, "rb") as fh:
+        return sorted(os.path.basename(n) for n in names), fh.read()
+
+
+def verify_chain(vm):
+    r = mediactl(vm, "mamori-t-auditor", "verify")
+    check(r.rc == 0, "mediactl verify: the evidence chain is intact: %r %r", r.stdout, r.stderr)
+
+
+def full_mid_copy(vm):
+    """R-EV-9 on a real stick filled up mid-copy: a 16 MiB vfat stick holds one small
+    file; a 24 MiB file copied after it fails with ENOSPC, leaves no plaintext and no
+    partial or temporary file; the first file and its record stay, the chain verifies."""
+    img, st = plug_view(vm, "f.img", "F")
+    r = copy_in(vm, "keep.txt", "kept\n" * 1000)
+    check(r.rc == 0, "the small file: %r", r.stderr)
+    # 24 MiB made in the guest (not sent over the command channel)
+    vm.run(as_user(vm, "mamori-t-staff") + ["sh", "-c", "yes FULLMARK- | head -c 25165824 > /tmp/staff/huge.txt"],
+           check=True)
+    r = vm.run(as_user(vm, "mamori-t-staff") + ["cp", "/tmp/staff/huge.txt", VIEW + "/huge.txt"])
+    check(r.rc != 0 and "No space left" in r.stderr, "the writer gets ENOSPC: rc %d %r", r.rc, r.stderr)
+    check(outputs(vm, "huge.txt") == 0 and outputs(vm, "keep.txt") == 1,
+          "no transfer recorded for the file that did not fit; the small file's record is there")
+    verify_chain(vm)
+    names, raw = image_after_pull(vm, st, img)
+    check(names == ["keep.txt.age"], "files on the filled image: %r", names)
+    check(b"FULLMARK-" not in raw, "no plaintext of the big file on the image")
+
+
+def policyd_stopped_mid_copy(vm):
+    """R-EV-9 with policyd stopped while a file is being written through the view: the
+    close fails with EIO, nothing of it stays on the stick; policyd back, the records
+    stored before are all there and the chain verifies."""
+    img, st = plug_view(vm, "s.img", "S")
+    r = copy_in(vm, "before.txt", "before\n" * 1000)
+    check(r.rc == 0, "the file before: %r", r.stderr)
+    start_writer(vm, "late.bin", b"STOPMARK-")
+    vm.run(["systemctl", "stop", "mamori-policyd.socket", "mamori-policyd.service"], check=True)
+    out = finish_writer(vm, "late.bin")
+    check(out == "error 5", "policyd stopped: the close fails with EIO: %r", out)
+    vm.run(["systemctl", "start", "mamori-policyd.socket"], check=True)
+    check(outputs(vm, "late.bin") == 0 and outputs(vm, "before.txt") == 1,
+          "no transfer recorded for the file whose record could not be stored; the one before is there")
+    verify_chain(vm)
+    names, raw = image_after_pull(vm, st, img)
+    check(names == ["before.txt.age"], "files on the image: %r", names)
+    check(b"STOPMARK-" not in raw, "no plaintext of the unrecorded file on the image")
 
 
 def org_keys():
@@ -143,5 +230,6 @@ if __name__ == "__main__":
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
     from mamori_test import ensure_users  # noqa: E402
     ensure_users()
-    sys.exit(run_scenarios([copy_through_view_then_pull, pulled_mid_copy], files=org_keys(), install_build=True,
+    sys.exit(run_scenarios([copy_through_view_then_pull, pulled_mid_copy, full_mid_copy, policyd_stopped_mid_copy],
+                           files=org_keys(), install_build=True,
                            enable=["mamori-policyd.socket", "mamori-agent.service"]))
