@@ -42,6 +42,8 @@
 #define LOCKER_WAIT_US (5 * 1000000)    /* graphical: LockedHint must come within this */
 #define RESPAWN_US (2 * 1000000)        /* a prompt that died is started again after this */
 #define MOVE_ROUNDS 50                  /* processes forking while they are moved */
+#define MOVE_PAUSE_NS (10 * 1000000)    /* between rounds after the fifth: an exiting process
+                                         * stays listed (the kernel skips it when moving) */
 #define SCOPE_WAIT_US (30 * 1000000)    /* a new session's scope may come this late */
 
 #define LOGIN1 "org.freedesktop.login1"
@@ -238,6 +240,8 @@ static int move_all(const sess *s, int from_fd, int to_fd, bool keep)
                 moved += this_round;
                 if (this_round == 0)
                         return moved;
+                if (round >= 5) /* still some: let exiting ones finish (seen under load) */
+                        (void)nanosleep(&(struct timespec){.tv_nsec = MOVE_PAUSE_NS}, NULL);
         }
         return -EBUSY;
 }
