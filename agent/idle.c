@@ -10,7 +10,7 @@
  *     on the terminal; remote sessions may be terminated instead (idle.remote_action);
  *   - graphical sessions: idle is logind's IdleHint/IdleSinceHint (set by the desktop);
  *     locking asks logind (LockSession) and checks LockedHint; without a locker the
- *     agent freezes the session and prompts on its VT (untested, see the design doc).
+ *     agent freezes the whole session and prompts on a free VT it switches to.
  * logind's idle inhibitors are not consulted: the agent does not use IdleAction.
  */
 #include <errno.h>
@@ -21,10 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/vt.h>
 #include <systemd/sd-bus.h>
 
 #include "agent.h"
@@ -39,7 +41,12 @@
 #define CGROUP_ROOT "/sys/fs/cgroup"
 #define SESSIONS_MAX 64
 #define TICK_US (500 * 1000)            /* the check runs twice a second */
-#define LOCKER_WAIT_US (5 * 1000000)    /* graphical: LockedHint must come within this */
+/* graphical: LockedHint must come within this. 3 s, so that even the fallback locks
+ * within R-IDLE-1's 5 s of the timeout (xss-lock + i3lock set it in well under 1 s). */
+#define LOCKER_WAIT_US (3 * 1000000)
+#define VT_WAIT_US (1000 * 1000)        /* a display server releasing its VT for the prompt */
+#define VT_STATE_MAX 15                 /* VT_GETSTATE's v_state has one bit per VT 1..15 */
+#define VT_RESERVED 6                   /* logind's ReserveVT default: always a getty there */
 #define RESPAWN_US (2 * 1000000)        /* a prompt that died is started again after this */
 #define MOVE_ROUNDS 50                  /* processes forking while they are moved */
 #define MOVE_PAUSE_NS (10 * 1000000)    /* between rounds after the fifth: an exiting process
@@ -76,6 +83,14 @@ typedef struct sess {
         size_t line_len;
         const char *lock_how;           /* the session.lock action, for the prompt's text */
         char unlocked_by[64];           /* an administrator who unlocked it (mamori-lock) */
+        /* graphical sessions: the VT the agent's prompt takes while they are frozen */
+        uint32_t vtnr;                  /* logind's VTNr: the display server's own VT, 0 none */
+        int vt_fd;                      /* the prompt's VT, held open while locked; -1 none */
+        unsigned vt, vt_prev;           /* its number, and the VT that was in front before */
+        uid_t vt_uid;                   /* the VT's owner and mode before the agent lent it */
+        gid_t vt_gid;
+        mode_t vt_mode;
+        int64_t unlock_rt;              /* the last unlock (µs CLOCK_REALTIME): idle from here */
         struct idle_watch *w;
 } sess;
 
@@ -178,6 +193,10 @@ static bool keep_running(const sess *s, pid_t pid)
         unsigned long tty;
         if (pid == s->leader)
                 return true;
+        /* Graphical: the leader (the display manager's session worker) only. Its children
+         * without a terminal are the user's session (Xsession, the desktop): frozen. */
+        if (s->graphical)
+                return false;
         return proc_stat(pid, &ppid, &tty) == 0 && ppid == s->leader && tty == 0;
 }
 
@@ -265,6 +284,8 @@ static int freeze(sess *s)
         return r < 0 ? r : 0;
 }
 
+static void display_back(sess *s);
+
 /* Thaws (cgroup.freeze=0: that is the unlock), then moves the processes back into the
  * scope and removes the lock child. A process that will not move (the kernel refused, or
  * it is exiting) stays in the thawed child, running; the next lock reuses the child.
@@ -285,6 +306,8 @@ static int thaw(sess *s)
                 log_warning_errno(r, "Session %s: thawed, but not every process went back to the scope: %m", s->id);
         else
                 (void)unlinkat(sfd, IDLE_LOCK_CGROUP, AT_REMOVEDIR);
+        s->unlock_rt = now_rt();
+        display_back(s);
         return 0;
 }
 
@@ -297,6 +320,132 @@ static bool is_frozen(const sess *s)
         _cleanup_close_ int fd = openat(sfd, IDLE_LOCK_CGROUP "/cgroup.freeze", O_RDONLY | O_CLOEXEC);
         char c = 0;
         return fd >= 0 && read(fd, &c, 1) == 1 && c == '1';
+}
+
+/* --- the prompt's VT (graphical sessions) --------------------------------------------- */
+
+/* A frozen display server shows its last picture and takes no input, and its own VT is in
+ * graphics mode: text written there is never seen. So the prompt of a frozen graphical
+ * session goes on a VT of its own, brought to the front. */
+
+static int vt_state(struct vt_stat *ret)
+{
+        _cleanup_close_ int fd = open("/dev/tty0", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return ioctl(fd, VT_GETSTATE, ret) < 0 ? -errno : 0;
+}
+
+/* The first VT a prompt may take: above logind's automatic gettys (NAutoVTs, a switch to
+ * one of those starts a getty that would fight the prompt for the keyboard) and its
+ * reserved VT. */
+static unsigned vt_first(idle_watch *w)
+{
+        uint32_t n = VT_RESERVED;
+        if (sd_bus_get_property_trivial(w->bus, LOGIN1, LOGIN1_PATH, LOGIN1_MANAGER, "NAutoVTs", NULL, 'u', &n) < 0 ||
+            n < VT_RESERVED)
+                n = VT_RESERVED;
+        return n + 1;
+}
+
+static void vt_wait_active(unsigned vt)
+{
+        struct vt_stat st;
+        for (int64_t end = now_mono() + VT_WAIT_US; now_mono() < end;) {
+                if (vt_state(&st) < 0 || st.v_active == vt)
+                        return;
+                (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+        }
+        log_warning("VT %u did not come to the front within %d ms; the prompt waits on it.", vt, VT_WAIT_US / 1000);
+}
+
+/* Lends a free VT to the session's prompt: held open by the agent (so nobody else takes
+ * it), owned by the session's user for the time of the lock (mamori-lock opens only a
+ * terminal its user owns), switched to. Returns 0 or -errno (-EBUSY: no free VT). */
+static int vt_take(sess *s)
+{
+        struct vt_stat st;
+        int r = vt_state(&st);
+        if (r < 0)
+                return r;
+        unsigned n = 0;
+        for (unsigned i = vt_first(s->w); i <= VT_STATE_MAX && !n; i++)
+                if (i != s->vtnr && !(st.v_state & (1u << i)))
+                        n = i;
+        if (!n)
+                return -EBUSY;
+        char path[IDLE_TTY_MAX];
+        dev_t want;
+        snprintf(path, sizeof path, "/dev/tty%u", n);
+        if (idle_tty_devnum(path, &want) < 0)
+                return -EINVAL;
+        _cleanup_close_ int fd = open(path, O_RDWR | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        struct stat fs;
+        if (fstat(fd, &fs) < 0 || !S_ISCHR(fs.st_mode) || fs.st_rdev != want)
+                return -EPERM;
+        /* chmod before chown: the agent has CAP_CHOWN, not CAP_FOWNER. */
+        if (fchmod(fd, 0600) < 0 || fchown(fd, s->uid, (gid_t)-1) < 0)
+                return -errno;
+        s->vt_uid = fs.st_uid;
+        s->vt_gid = fs.st_gid;
+        s->vt_mode = fs.st_mode & 07777;
+        s->vt_prev = st.v_active;
+        s->vt = n;
+        snprintf(s->tty, sizeof s->tty, "%s", path);
+        s->vt_fd = TAKE_FD(fd);
+        /* Asynchronous: a display server that handles its own VT switching (VT_PROCESS)
+         * must still run to release its VT, so this comes before the freeze. */
+        if (ioctl(s->vt_fd, VT_ACTIVATE, (int)n) < 0)
+                log_warning_errno(errno, "Session %s: cannot switch to VT %u, the prompt waits there: %m", s->id, n);
+        else
+                vt_wait_active(n);
+        return 0;
+}
+
+/* Gives the VT back (owner, mode) and brings the session's display to the front again. */
+static void vt_release(sess *s)
+{
+        if (s->vt_fd < 0)
+                return;
+        if (fchown(s->vt_fd, s->vt_uid, s->vt_gid) < 0 || fchmod(s->vt_fd, s->vt_mode) < 0)
+                log_warning_errno(errno, "Session %s: cannot give %s back to its owner: %m", s->id, s->tty);
+        struct vt_stat st;
+        unsigned back = s->vtnr ? s->vtnr : s->vt_prev;
+        if (back && vt_state(&st) >= 0 && st.v_active == s->vt && ioctl(s->vt_fd, VT_ACTIVATE, (int)back) < 0)
+                log_warning_errno(errno, "Session %s: cannot switch back to VT %u: %m", s->id, back);
+        close(s->vt_fd);
+        s->vt_fd = -1;
+        s->vt = 0; /* s->tty keeps the VT's name for the session.unlock record */
+}
+
+/* While locked, the prompt stays in front of the session's own (frozen) display: a user
+ * switching to it could not switch back (the frozen server owns the keyboard there).
+ * Other VTs (another user's session) are left alone. */
+static void vt_keep_front(sess *s)
+{
+        struct vt_stat st;
+        if (s->vt_fd >= 0 && s->vtnr && vt_state(&st) >= 0 && st.v_active == s->vtnr)
+                (void)ioctl(s->vt_fd, VT_ACTIVATE, (int)s->vt);
+}
+
+/* logind's LockedHint, so that the desktop and loginctl see the agent's lock too. */
+static void set_locked_hint(sess *s, bool locked)
+{
+        int r = sd_bus_call_method(s->w->bus, LOGIN1, s->path, LOGIN1_SESSION, "SetLockedHint", NULL, NULL, "b",
+                                   (int)locked);
+        if (r < 0)
+                log_warning_errno(r, "Session %s: cannot set LockedHint, ignoring: %m", s->id);
+}
+
+/* After the thaw of a graphical session: its display in front again, the VT given back. */
+static void display_back(sess *s)
+{
+        if (!s->graphical)
+                return;
+        vt_release(s);
+        set_locked_hint(s, false);
 }
 
 /* --- the lock prompt ------------------------------------------------------------------ */
@@ -349,6 +498,24 @@ static void unlocked(sess *s, const char *how)
         record(s, "session.unlock", "how", how);
 }
 
+/* Whether the prompt's "terminal gone" is true: a pty whose other side closed refuses to
+ * open (EIO). ^D typed at the prompt also ends its input, and must not unlock: the
+ * terminal then still opens, and the session stays locked with a new prompt (fail
+ * closed). A graphical session's VT never hangs up for its user: never an unlock. */
+static bool hung_up(const sess *s)
+{
+        if (s->graphical || !s->tty[0])
+                return false;
+        int fd = open(s->tty, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+        if (fd >= 0) {
+                close(fd);
+                log_warning("Session %s: the prompt saw the end of input but %s is still there; it stays locked.",
+                            s->id, s->tty);
+                return false;
+        }
+        return true;
+}
+
 static int on_helper_exit(sd_event_source *src, const siginfo_t *si, void *userdata)
 {
         sess *s = userdata;
@@ -370,7 +537,7 @@ static int on_helper_exit(sd_event_source *src, const siginfo_t *si, void *userd
                 } else
                         unlocked(s, "password");
         }
-        else if (si->si_code == CLD_EXITED && si->si_status == 3)
+        else if (si->si_code == CLD_EXITED && si->si_status == 3 && hung_up(s))
                 /* The terminal is gone (SSH connection closed): the programs get the hang-up
                  * they would have got without the lock; nobody can type into them any more. */
                 unlocked(s, "hangup");
@@ -412,6 +579,11 @@ static int on_helper_out(sd_event_source *src, int fd, uint32_t revents, void *u
 /* Starts mamori-lock on the session's terminal (execve, no shell). Returns 0 or -errno. */
 static int spawn_prompt(sess *s)
 {
+        if (s->graphical && s->vt_fd < 0) {
+                int r = vt_take(s);
+                if (r < 0)
+                        return r;
+        }
         int p[2];
         if (pipe2(p, O_CLOEXEC) < 0)
                 return -errno;
@@ -494,18 +666,30 @@ static int leader_in_scope(const sess *s)
  * tried again on the next tick, for at most SCOPE_WAIT_US past its deadline. */
 static void lock_frozen(sess *s, const char *how)
 {
-        int r = s->tty[0] ? leader_in_scope(s) : -ENOTTY;
+        int r = s->tty[0] || s->graphical ? leader_in_scope(s) : -ENOTTY;
         if (r == -ESRCH && now_rt() - idle_deadline(s->last_input, s->w->a->cfg->idle.timeout) < SCOPE_WAIT_US) {
                 log_debug("Session %s: its scope is not there yet; locking on the next check.", s->id);
                 return;
         }
+        if (r >= 0 && s->graphical && s->vt_fd < 0) {
+                /* The VT first, while the display server still runs and can let it go. No
+                 * free VT does not stop the lock (denies): frozen, the prompt is retried. */
+                int k = vt_take(s);
+                if (k < 0)
+                        log_warning_errno(k, "Session %s: no VT for the lock prompt yet, locking anyway: %m", s->id);
+        }
         if (r >= 0)
                 r = freeze(s);
         if (r < 0) {
+                /* Cannot freeze (no cgroup v2, scope gone): terminated, never left open. */
                 log_error_errno(r, "Session %s (%s): cannot freeze, terminating it instead: %m", s->id, s->user);
+                if (s->graphical)
+                        vt_release(s);
                 terminate(s, "terminate-freeze-failed");
                 return;
         }
+        if (s->graphical)
+                set_locked_hint(s, true);
         set_state(s, SESS_FROZEN);
         s->lock_how = how;
         log_info("Session %s (%s, %s): locked after %u s idle.", s->id, s->user, s->tty, idle_seconds(s));
@@ -591,7 +775,7 @@ static int add_session(idle_watch *w, const char *id, const char *path)
                         s = &w->s[i];
         if (!s)
                 return log_error_errno(-ENOSPC, "Session %s: too many sessions, not watched.", id);
-        *s = (sess){.used = true, .wd = -1, .w = w};
+        *s = (sess){.used = true, .wd = -1, .vt_fd = -1, .w = w};
         snprintf(s->id, sizeof s->id, "%s", id);
         snprintf(s->path, sizeof s->path, "%s", path);
         char klass[16] = "", tty[64] = "";
@@ -613,6 +797,12 @@ static int add_session(idle_watch *w, const char *id, const char *path)
         s->remote = remote;
         s->leader = (pid_t)leader;
         s->graphical = streq(s->type, "x11") || streq(s->type, "wayland") || streq(s->type, "mir");
+        if (s->graphical) {
+                /* Its TTY (if logind has one) is not where input is seen or typed: idle is
+                 * IdleHint, the prompt gets a VT of its own (vt_take). */
+                tty[0] = '\0';
+                (void)prop_trivial(w, s, "VTNr", 'u', &s->vtnr);
+        }
         if (!streq(klass, "user") || idle_scope_path(s->uid, s->id, s->scope, sizeof s->scope) < 0) {
                 s->ignored = true; /* greeters, lock screens, background sessions: not a user's terminal */
                 return 0;
@@ -628,8 +818,9 @@ static int add_session(idle_watch *w, const char *id, const char *path)
         set_state(s, SESS_OPEN);
         log_info("Session %s: user %s, type %s, tty %s%s%s: watched.", s->id, s->user, s->type, s->tty[0] ? s->tty : "-",
                  s->remote ? ", from " : "", s->remote ? s->rhost : "");
-        if (!s->graphical && is_frozen(s)) {
-                /* Left frozen by an earlier agent: it stays locked (fail closed). */
+        if (is_frozen(s)) {
+                /* Left frozen by an earlier agent: it stays locked (fail closed); a
+                 * graphical one gets a VT for its prompt anew. */
                 set_state(s, SESS_FROZEN);
                 (void)spawn_prompt(s);
         }
@@ -641,6 +832,7 @@ static void remove_session(idle_watch *w, sess *s)
         if (s->helper > 0)
                 kill(s->helper, SIGTERM);
         helper_gone(s);
+        vt_release(s);
         if (s->wd >= 0) {
                 bool shared = false;
                 for (size_t i = 0; i < SESSIONS_MAX; i++)
@@ -694,8 +886,12 @@ static void check_graphical(idle_watch *w, sess *s)
 {
         int hint = 0, locked = 0;
         uint64_t since = 0;
+        /* Idle since the desktop says, but never before the last unlock: a desktop frozen
+         * by the agent's lock could not clear IdleHint, and a locker's unlock is input. */
         if (prop_trivial(w, s, "IdleHint", 'b', &hint) >= 0 && prop_trivial(w, s, "IdleSinceHint", 't', &since) >= 0)
-                s->last_input = hint && since > 0 ? (int64_t)since : now_rt();
+                s->last_input = hint && since > 0 ? idle_latest((int64_t)since, s->unlock_rt) : now_rt();
+        if (s->state == SESS_FROZEN)
+                vt_keep_front(s);
         (void)prop_trivial(w, s, "LockedHint", 'b', &locked);
         if (s->state == SESS_ASKED && locked) {
                 set_state(s, SESS_LOCKER);
@@ -707,7 +903,7 @@ static void check_graphical(idle_watch *w, sess *s)
                 lock_frozen(s, "lock-no-locker");
         } else if (s->state == SESS_LOCKER && !locked) {
                 set_state(s, SESS_OPEN);
-                s->last_input = now_rt();
+                s->unlock_rt = s->last_input = now_rt();
                 record(s, "session.unlock", "how", "locker");
         }
 }
