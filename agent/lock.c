@@ -22,6 +22,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <locale.h>
+#include <poll.h>
 #include <pwd.h>
 #include <security/pam_appl.h>
 #include <signal.h>
@@ -74,11 +75,19 @@ static int read_line(lock_ctx *c, bool echo, char **ret)
         if (!buf)
                 return -ENOMEM;
         size_t n = 0;
-        for (;;) {
+        for (unsigned eofs = 0;;) {
                 char ch;
                 ssize_t k = read(c->tty, &ch, 1);
                 if (k < 0 && errno == EINTR)
                         continue;
+                /* ^D at the start of a line reads as end of input on a terminal that is
+                 * still there: ignored (it must not count as a hang-up, which ends the
+                 * lock). A hung-up terminal reads 0 (or EIO) for ever and polls POLLHUP. */
+                if (k == 0 && ++eofs < 64) {
+                        struct pollfd p = {.fd = c->tty, .events = POLLIN};
+                        if (poll(&p, 1, 0) >= 0 && !(p.revents & (POLLHUP | POLLERR | POLLNVAL)))
+                                continue;
+                }
                 if (k <= 0) {
                         explicit_bzero(buf, LINE_MAX_BYTES);
                         free(buf);
