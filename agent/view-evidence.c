@@ -86,11 +86,20 @@ int view_evidence(view *v, const view_caller *c, const view_transfer *t, bool re
         for (size_t i = 0; i < ELEMENTSOF(kv); i++)
                 if (kv[i][1]) /* reason only on refusals */
                         mamori_msg_put_pair(m, MAMORI_F_EV_PAIR, kv[i][0], kv[i][1]);
+        char idhex[33];
+        if (t->grant_id && t->consume) /* policyd uses it and adds the grant_id pair */
+                mamori_msg_put_bytes(m, MAMORI_F_GRANT_ID, t->grant_id, MAMORI_GRANT_ID_LEN);
+        else if (t->grant_id)
+                mamori_msg_put_pair(m, MAMORI_F_EV_PAIR, "grant_id", mamori_grant_id_format(t->grant_id, idhex));
         _cleanup_close_ int fd = connect_policyd(v);
         if (fd < 0)
                 return log_error_errno(EIO, "Cannot reach policyd for the %s record of \"%s\": %s", type, t->file,
                                        strerror(-fd));
         r = mamori_client_call(fd, m, &ans);
+        if (r >= 0 && t->consume && ans->status == MAMORI_E_EXISTS) /* stored nothing, used nothing */
+                return log_warning_errno(EEXIST, "The once-only grant for \"%s\" was already used.", t->file);
+        if (r >= 0 && t->consume && (ans->status == MAMORI_E_NOT_FOUND || ans->status == MAMORI_E_INVALID))
+                return log_warning_errno(EACCES, "policyd refused the once-only grant for \"%s\".", t->file);
         if (r < 0 || ans->status != MAMORI_OK) /* not acknowledged: not stored (R-EV-9) */
                 return log_error_errno(EIO, "policyd did not store the %s record of \"%s\": %s", type, t->file,
                                        r < 0 ? strerror(-r) : mamori_status_to_string(ans->status));

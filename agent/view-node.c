@@ -469,7 +469,11 @@ int view_node_open(view *v, const char *path, const view_entry *e, bool truncate
         }
         *nn = (view_node){.path = TAKE_PTR(p), .refs = 1, .stage_fd = TAKE_FD(stage),
                           .dirty = truncate || !existing, .uid = c->uid, .pid = c->pid, .next = v->nodes,
-                          .encrypt = view_form_for(c->modes) == VIEW_FORM_AGE_ORG, .sw_fd = -1, .sw_dir = -1};
+                          .encrypt = view_caller_form(c) == VIEW_FORM_AGE_ORG, .sw_fd = -1, .sw_dir = -1};
+        if (view_form_for(c->modes) == VIEW_FORM_NONE && c->once_modes) { /* to be stored under this grant */
+                nn->open_once = true;
+                memcpy(nn->open_once_id, c->once_id, MAMORI_GRANT_ID_LEN);
+        }
         if (truncate || !existing)
                 stream_start(v, nn, e->dir_fd);
         v->nodes = nn;
@@ -584,6 +588,38 @@ static void commit_undo(view *v, view_node *n, int tmp_dir, const char *tmp)
         stream_abandon(n);
 }
 
+/* The form of this commit by c, and the once-only grant it stores under: c's lasting rights;
+ * else the grant this file already used (a later commit of the same transfer: named, not used
+ * again); else c's unused once-only grant (used up with the record). Sets *ret_why when the
+ * commit is refused. */
+static view_form commit_form(view *v, view_node *n, const view_caller *c, view_transfer *t, const char **ret_why)
+{
+        view_form f = view_form_for(c->modes);
+        if (f == VIEW_FORM_NONE && n->once_used && n->once_uid == c->uid) {
+                f = view_form_for(n->once_modes);
+                t->grant_id = n->once_id;
+        } else if (f == VIEW_FORM_NONE && c->once_modes) {
+                f = view_form_for(c->once_modes);
+                t->grant_id = c->once_id;
+                t->consume = true;
+        }
+        *ret_why = f == VIEW_FORM_PASSPHRASE ? "passphrase-not-built"
+                   : f != VIEW_FORM_NONE     ? NULL
+                   /* opened under a once-only grant another file has used up since */
+                   : n->open_once && view_once_is_used(v, n->open_once_id) ? "once-only-grant-used"
+                                                                          : "no-write-right";
+        return f;
+}
+
+/* After policyd refused the once-only grant (used by another file, or no longer valid):
+ * nobody here gets it again, and the refusal is recorded. */
+static int once_refused(view *v, const view_caller *c, const view_transfer *t, int r)
+{
+        view_once_used(v, t->grant_id);
+        refused(v, c, t->file, t->form, r == -EEXIST ? "once-only-grant-used" : "once-only-grant-refused");
+        return -EACCES;
+}
+
 int view_node_commit(view *v, view_node *n, const view_caller *c)
 {
         if (!n->path) /* unlinked or replaced while open: nothing to store */
@@ -595,9 +631,12 @@ int view_node_commit(view *v, view_node *n, const view_caller *c)
         if (r < 0)
                 return r;
         _cleanup_close_ int dfd = e.dir_fd;
-        view_form form = view_form_for(c->modes);
-        if (form == VIEW_FORM_NONE || form == VIEW_FORM_PASSPHRASE) { /* R-OUT-2/3: no right, no output */
-                refused(v, c, e.base, form, form == VIEW_FORM_NONE ? "no-write-right" : "passphrase-not-built");
+        view_transfer t = {.file = e.base, .output = true};
+        const char *why;
+        view_form form = commit_form(v, n, c, &t, &why);
+        t.form = form;
+        if (why) { /* R-OUT-2/3, R-PERM-3: no right, no output */
+                refused(v, c, e.base, form, why);
                 return -EACCES;
         }
         if (e.kind == VIEW_DIR)
@@ -615,12 +654,20 @@ int view_node_commit(view *v, view_node *n, const view_caller *c)
         view_source_path(v, c->pid, e.base, source, sizeof source);
         if (!source[0] && c->pid != n->pid)
                 view_source_path(v, n->pid, e.base, source, sizeof source);
-        view_transfer t = {.file = e.base, .stored_name = stored, .source_path = source, .size = size,
-                           .output = true, .form = form};
+        t.stored_name = stored;
+        t.source_path = source;
+        t.size = size;
         r = view_evidence(v, c, &t, false);
-        if (r < 0) { /* not recorded: the file does not stay (R-EV-9) */
+        if (r < 0) { /* not recorded (or the grant refused): the file does not stay (R-EV-9) */
                 commit_undo(v, n, tmp_dir, tmp);
-                return -EIO;
+                return r == -EIO ? -EIO : once_refused(v, c, &t, r);
+        }
+        if (t.consume) { /* this file's later commits are the same transfer */
+                view_once_used(v, t.grant_id);
+                n->once_used = true;
+                memcpy(n->once_id, t.grant_id, MAMORI_GRANT_ID_LEN);
+                n->once_uid = c->uid;
+                n->once_modes = c->once_modes;
         }
         if (renameat(tmp_dir, tmp, dfd, stored) < 0) {
                 r = -errno;

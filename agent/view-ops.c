@@ -67,7 +67,7 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 /* The attributes a caller sees: owned by the caller, no x for files, no set-id. */
 static void fill_stat(struct stat *st, const struct stat *raw, bool dir, uint64_t size, const view_caller *c)
 {
-        bool w = c->modes & WRITE_RIGHTS;
+        bool w = view_caller_modes(c) & WRITE_RIGHTS;
         *st = (struct stat){0};
         st->st_mode = dir ? (S_IFDIR | (w ? 0755 : 0555)) : (S_IFREG | (w ? 0644 : 0444));
         st->st_nlink = dir ? 2 : 1;
@@ -97,7 +97,7 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
                 fill_stat(st, &raw, true, 4096, &c);
                 return 0;
         }
-        if (!(c.modes & ANY_RIGHT))
+        if (!(view_caller_modes(&c) & ANY_RIGHT))
                 return -EACCES; /* no right on this medium: nothing to see */
         view_node *n = h && h->node ? h->node : view_node_find(v, path);
         if (n) {
@@ -134,8 +134,8 @@ static int op_access(const char *path, int mask)
         CALLER(c);
         if (streq(path, "/") && mask == F_OK)
                 return 0;
-        if (!(c.modes & ANY_RIGHT) || ((mask & R_OK) && !(c.modes & MAMORI_MODE_READ)) ||
-            ((mask & W_OK) && !(c.modes & WRITE_RIGHTS)))
+        if (!(view_caller_modes(&c) & ANY_RIGHT) || ((mask & R_OK) && !(c.modes & MAMORI_MODE_READ)) ||
+            ((mask & W_OK) && !(view_caller_modes(&c) & WRITE_RIGHTS)))
                 return -EACCES;
         if (mask & X_OK) { /* search a directory yes, execute a file never (R-ATK-1) */
                 struct stat st;
@@ -181,7 +181,7 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 {
         view *v = V();
         CALLER(c);
-        if (!(c.modes & ANY_RIGHT))
+        if (!(view_caller_modes(&c) & ANY_RIGHT))
                 return -EACCES;
         int dfd = view_open_dir(v, path);
         if (dfd < 0)
@@ -217,7 +217,7 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 static int refuse_output(view *v, const view_caller *c, const char *path, const char *why)
 {
         const char *base = strrchr(path, '/');
-        view_transfer t = {.file = base ? base + 1 : path, .output = true, .form = view_form_for(c->modes),
+        view_transfer t = {.file = base ? base + 1 : path, .output = true, .form = view_caller_form(c),
                            .reason = why, .source_path = ""};
         (void)view_evidence(v, c, &t, true);
         return -EACCES;
@@ -226,7 +226,7 @@ static int refuse_output(view *v, const view_caller *c, const char *path, const 
 /* Checks that c may write a file now: a right whose form is built. */
 static int may_write(view *v, const view_caller *c, const char *path)
 {
-        view_form f = view_form_for(c->modes);
+        view_form f = view_caller_form(c);
         if (f == VIEW_FORM_NONE)
                 return refuse_output(v, c, path, "no-write-right");
         if (f == VIEW_FORM_PASSPHRASE) /* passphrase output is not built in the view: refused */
@@ -458,7 +458,7 @@ static int op_unlink(const char *path)
 {
         view *v = V();
         CALLER(c);
-        if (!(c.modes & WRITE_RIGHTS))
+        if (!(c.modes & WRITE_RIGHTS)) /* not with a once-only grant: it stores one file, nothing else */
                 return -EACCES;
         view_node *n = view_node_find(v, path);
         view_entry e;
@@ -483,7 +483,7 @@ static int op_mkdir(const char *path, mode_t mode)
 {
         view *v = V();
         CALLER(c);
-        if (!(c.modes & WRITE_RIGHTS))
+        if (!(c.modes & WRITE_RIGHTS)) /* not with a once-only grant: it stores one file, nothing else */
                 return -EACCES;
         view_entry e;
         int r = view_lookup(v, path, &e);
@@ -499,7 +499,7 @@ static int op_rmdir(const char *path)
 {
         view *v = V();
         CALLER(c);
-        if (!(c.modes & WRITE_RIGHTS))
+        if (!(c.modes & WRITE_RIGHTS)) /* not with a once-only grant: it stores one file, nothing else */
                 return -EACCES;
         view_entry e;
         int r = view_lookup(v, path, &e);
@@ -536,7 +536,7 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
 {
         view *v = V();
         CALLER(c);
-        if (!(c.modes & WRITE_RIGHTS))
+        if (!(c.modes & WRITE_RIGHTS)) /* not with a once-only grant: it stores one file, nothing else */
                 return -EACCES;
         if (flags & ~RENAME_NOREPLACE)
                 return -EINVAL; /* RENAME_EXCHANGE, RENAME_WHITEOUT: not offered */
@@ -576,7 +576,7 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
 static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
         CALLER(c);
-        if (!(c.modes & WRITE_RIGHTS))
+        if (!(view_caller_modes(&c) & WRITE_RIGHTS)) /* a once-only grant too: part of storing a file */
                 return -EACCES;
         if (mode & (S_ISUID | S_ISGID | S_ISVTX))
                 return -EPERM; /* no set-id on media (R-ATK-1) */
@@ -586,7 +586,7 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
 {
         CALLER(c);
-        if (!(c.modes & WRITE_RIGHTS))
+        if (!(view_caller_modes(&c) & WRITE_RIGHTS)) /* a once-only grant too: part of storing a file */
                 return -EACCES;
         /* files are shown as the caller's: "changing" to that is a no-op, anything else refused */
         if ((uid != (uid_t)-1 && uid != c.uid) || (gid != (gid_t)-1 && gid != c.gid))
@@ -598,7 +598,7 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
 {
         view *v = V();
         CALLER(c);
-        if (!(c.modes & WRITE_RIGHTS))
+        if (!(view_caller_modes(&c) & WRITE_RIGHTS)) /* a once-only grant too: part of storing a file */
                 return -EACCES;
         if (!path || streq(path, "/")) /* the root, or unlinked while open: times not stored */
                 return 0;

@@ -40,6 +40,12 @@ view_form view_form_for(uint8_t modes)
         return VIEW_FORM_NONE;
 }
 
+view_form view_caller_form(const view_caller *c)
+{
+        view_form f = view_form_for(c->modes);
+        return f != VIEW_FORM_NONE ? f : view_form_for(c->once_modes);
+}
+
 static int64_t now_us(void)
 {
         struct timespec ts;
@@ -188,24 +194,63 @@ static int group_names(const struct passwd *pw, char ret[][MAMORI_NAME_MAX + 1],
         return (int)k;
 }
 
-static uint8_t modes_for(view *v, const char *user, char groups[][MAMORI_NAME_MAX + 1], size_t n)
+/* True if id is in the used ring (v->lock held). */
+static bool used_locked(view *v, const uint8_t id[static MAMORI_GRANT_ID_LEN])
 {
-        uint8_t modes = 0;
+        size_t n = v->n_used < VIEW_USED_MAX ? v->n_used : VIEW_USED_MAX;
+        for (size_t i = 0; i < n; i++)
+                if (memcmp(v->used[i], id, MAMORI_GRANT_ID_LEN) == 0)
+                        return true;
+        return false;
+}
+
+void view_once_used(view *v, const uint8_t id[static MAMORI_GRANT_ID_LEN])
+{
+        pthread_mutex_lock(&v->lock);
+        /* a full ring forgets the oldest: policyd still refuses its second use (fail closed) */
+        if (!used_locked(v, id))
+                memcpy(v->used[v->n_used++ % VIEW_USED_MAX], id, MAMORI_GRANT_ID_LEN);
+        pthread_mutex_unlock(&v->lock);
+}
+
+bool view_once_is_used(view *v, const uint8_t id[static MAMORI_GRANT_ID_LEN])
+{
+        pthread_mutex_lock(&v->lock);
+        bool r = used_locked(v, id);
+        pthread_mutex_unlock(&v->lock);
+        return r;
+}
+
+/* Fills c->modes, and c->once_* with one unused once-only grant with a write mode (one
+ * with write-encrypted first). A once-only grant's read mode is not used: the view uses
+ * a grant up only by storing a file (fail closed). */
+static void modes_for(view *v, view_caller *c, char groups[][MAMORI_NAME_MAX + 1], size_t n)
+{
         int64_t now = now_us();
         pthread_mutex_lock(&v->lock);
         const view_rights *r = &v->rights;
         if (r->verdict == MAMORI_VERDICT_EXEMPT || r->verdict == MAMORI_VERDICT_AUDIT)
-                modes = MAMORI_MODE_ALL; /* media control off or audit-only: not enforced (R-EXC-1) */
+                c->modes = MAMORI_MODE_ALL; /* media control off or audit-only: not enforced (R-EXC-1) */
         else if (r->verdict == MAMORI_VERDICT_ALLOWED)
                 for (size_t i = 0; i < r->n; i++) {
                         const mamori_entry *e = &r->entries[i];
-                        /* once-only grants need GRANT_CONSUME, not built in the view: not used (fail closed) */
-                        if (e->once || e->until_us <= now || !entry_matches(e, user, groups, n))
+                        if (e->until_us <= now || !entry_matches(e, c->name, groups, n))
                                 continue;
-                        modes |= e->modes;
+                        if (!e->once) {
+                                c->modes |= e->modes;
+                                continue;
+                        }
+                        uint8_t w = e->modes & (MAMORI_MODE_WRITE_ENCRYPTED | MAMORI_MODE_WRITE_PASSPHRASE |
+                                                MAMORI_MODE_WRITE_PLAIN);
+                        /* the first one, or the first that encrypts */
+                        bool better = !c->once_modes || ((w & MAMORI_MODE_WRITE_ENCRYPTED) &&
+                                                         !(c->once_modes & MAMORI_MODE_WRITE_ENCRYPTED));
+                        if (!w || !better || used_locked(v, e->id))
+                                continue;
+                        c->once_modes = w;
+                        memcpy(c->once_id, e->id, MAMORI_GRANT_ID_LEN);
                 }
         pthread_mutex_unlock(&v->lock);
-        return modes;
 }
 
 int view_caller_get(view *v, view_caller *c)
@@ -228,6 +273,6 @@ int view_caller_fill(view *v, uid_t uid, gid_t gid, pid_t pid, view_caller *c)
         int n = group_names(res, groups, ELEMENTSOF(groups));
         if (n < 0)
                 return n;
-        c->modes = modes_for(v, c->name, groups, n);
+        modes_for(v, c, groups, n);
         return 0;
 }

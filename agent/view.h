@@ -38,6 +38,7 @@
 #define VIEW_SUFFIX ".age"
 #define VIEW_TEMP_PREFIX ".mamori-" /* reserved: temporary files on the medium */
 #define VIEW_NAME_MAX (NAME_MAX - 4) /* room for ".age" */
+#define VIEW_USED_MAX 64 /* once-only grants this view used, remembered until policyd's answer drops them */
 
 /* policyd's answer for this medium. */
 typedef struct view_rights {
@@ -59,6 +60,8 @@ typedef struct view {
         uint64_t dev_size;
         pthread_mutex_t lock; /* rights and recipient */
         view_rights rights;
+        uint8_t used[VIEW_USED_MAX][MAMORI_GRANT_ID_LEN]; /* once-only grants used or refused (ring) */
+        size_t n_used;
         mamori_age_recipient recipient;
         bool have_recipient;
         mamori_age_identity **ids; /* used by the FUSE thread only */
@@ -73,8 +76,17 @@ typedef struct view_caller {
         gid_t gid;
         pid_t pid;
         char name[MAMORI_NAME_MAX + 1];
-        uint8_t modes; /* MAMORI_MODE_* bits held now */
+        uint8_t modes; /* MAMORI_MODE_* bits held now (not once-only) */
+        /* An unused once-only grant with a write mode (R-PERM-3): its write modes, 0 if none.
+         * It allows one file transfer: create, write, truncate and store one file. */
+        uint8_t once_modes;
+        uint8_t once_id[MAMORI_GRANT_ID_LEN];
 } view_caller;
+/* All modes c holds now, an unused once-only grant's included. */
+static inline uint8_t view_caller_modes(const view_caller *c)
+{
+        return c->modes | c->once_modes;
+}
 
 /* The form a write by this caller is stored in. */
 typedef enum view_form {
@@ -87,6 +99,9 @@ const char *view_form_to_string(view_form f);
 /* encrypted whenever write-encrypted is held (R-OUT-1); plaintext only for write-plain
  * without it (R-OUT-3); passphrase-only is not built. */
 view_form view_form_for(uint8_t modes);
+/* The form c's next file is stored in: by c's lasting rights, else by an unused once-only
+ * grant's (which that file then uses up). */
+view_form view_caller_form(const view_caller *c);
 
 /* view-rights.c */
 /* Asks policyd about the medium and stores the answer. Returns 0, or -errno (then the
@@ -101,6 +116,11 @@ int view_keys_load(view *v, bool identities);
 int view_caller_get(view *v, view_caller *c);
 /* The same for a given caller. */
 int view_caller_fill(view *v, uid_t uid, gid_t gid, pid_t pid, view_caller *c);
+/* Remembers that a once-only grant was used (or refused by policyd): callers no longer get
+ * it, even before policyd's next answer. */
+void view_once_used(view *v, const uint8_t id[static MAMORI_GRANT_ID_LEN]);
+/* True if this view used (or was refused) the once-only grant id. */
+bool view_once_is_used(view *v, const uint8_t id[static MAMORI_GRANT_ID_LEN]);
 /* The medium's management number as policyd last said it (copied). */
 void view_medium(view *v, char ret[static MAMORI_MEDIA_NO_MAX + 1]);
 
@@ -111,9 +131,13 @@ typedef struct view_transfer {
         uint64_t size;
         bool output;
         view_form form;
+        const uint8_t *grant_id; /* the once-only grant the output used, or NULL */
+        bool consume;            /* policyd uses grant_id up with the record (else only names it) */
 } view_transfer;
 /* Submits "media.output"/"media.input" (refused: "<type>.refused" with reason) and waits
- * for policyd's acknowledgement. Returns 0 once stored, or -EIO. */
+ * for policyd's acknowledgement. With consume, policyd uses the once-only grant and stores
+ * the record together, or neither. Returns 0 once stored, -EEXIST (consume: the grant was
+ * already used), -EACCES (consume: policyd refuses the grant otherwise), or -EIO. */
 int view_evidence(view *v, const view_caller *c, const view_transfer *t, bool refused);
 /* True if policyd accepts connections now (reads are refused otherwise: R-EV-9). */
 bool view_policyd_reachable(view *v);
@@ -172,6 +196,13 @@ struct view_node {
         bool encrypt;     /* the opener's writes are stored encrypted: a stream may be started */
         uid_t uid;
         pid_t pid;        /* the process that opened it (for source_path) */
+        /* Once-only grants (R-PERM-3): the one the opener held (open_once), and the one a
+         * commit of this file used up (once_used, by once_uid with once_modes): later commits
+         * of the same file (dd's first close, fsync then close) are the same transfer. */
+        bool open_once, once_used;
+        uint8_t open_once_id[MAMORI_GRANT_ID_LEN], once_id[MAMORI_GRANT_ID_LEN];
+        uid_t once_uid;
+        uint8_t once_modes;
         /* Encryption on the fly while the file is written from its start in order:
          * ciphertext to a temporary file (sw_tmp in sw_dir, the directory it was opened in)
          * on the medium, so a copy's commit only finishes it. Without a stage copy
@@ -201,8 +232,10 @@ int view_node_open(view *v, const char *path, const view_entry *e, bool truncate
                    view_node **ret);
 void view_node_unref(view *v, view_node *n);
 /* Encrypts (or copies) the content to a temporary name on the medium (or finishes the
- * stream), records the transfer, then renames it into place. Returns 0, -EACCES (no write
- * right now: a refusal record is made), -ENOSPC (temp removed), -EIO (not recorded: temp
+ * stream), records the transfer, then renames it into place. A writer without a lasting
+ * write right uses an unused once-only grant, which policyd uses up with the record.
+ * Returns 0, -EACCES (no write right now, or the once-only grant was used or refused: a
+ * refusal record is made, temp removed), -ENOSPC (temp removed), -EIO (not recorded: temp
  * removed, R-EV-9), or -errno. */
 int view_node_commit(view *v, view_node *n, const view_caller *c);
 /* Renames nodes at from (or below it, for a directory) to to. */

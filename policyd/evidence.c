@@ -12,14 +12,17 @@
 #include "evdb.h"
 #include "handlers.h"
 #include "log.h"
+#include "media.h"
 
 #define COMPONENT_MAX 32
 #define BATCH_ROWS 256
 #define MSG_SOFT (MAMORI_MSG_MAX - 2048)
 
-/* Builds a record from a submit request. Returns 0, -EBADMSG, or -ENOMEM. */
-static int record_from_request(const mamori_msg *req, uid_t uid, mamori_record **ret)
+/* Builds a record from a submit request, and the once-only grant it reports the use of
+ * (ret_grant NULL when none). Returns 0, -EBADMSG, or -ENOMEM. */
+static int record_from_request(const mamori_msg *req, uid_t uid, mamori_record **ret, const uint8_t **ret_grant)
 {
+        const uint8_t *grant = NULL;
         _cleanup_(mamori_record_freep) mamori_record *rec = NULL;
         int r = mamori_record_new(&rec);
         if (r < 0)
@@ -60,6 +63,11 @@ static int record_from_request(const mamori_msg *req, uid_t uid, mamori_record *
                         if (mamori_field_pair(f, key, &s) < 0 || mamori_record_add(rec, key, s) < 0)
                                 return -EBADMSG;
                         break;
+                case MAMORI_F_GRANT_ID: /* the once-only grant this record's operation used */
+                        if (grant || f->len != MAMORI_GRANT_ID_LEN)
+                                return -EBADMSG;
+                        grant = f->data;
+                        break;
                 default:
                         return -EBADMSG; /* strict: no field we do not know */
                 }
@@ -69,6 +77,7 @@ static int record_from_request(const mamori_msg *req, uid_t uid, mamori_record *
         if (!have_synced)
                 rec->clock_synced = mamori_clock_synced_cached();
         *ret = TAKE_PTR(rec);
+        *ret_grant = grant;
         return 0;
 }
 
@@ -95,9 +104,12 @@ static int store_and_answer(server *srv, conn *c, const mamori_msg *req, mamori_
 static int handle_submit(server *srv, conn *c, const mamori_msg *req)
 {
         mamori_record *rec;
-        int r = record_from_request(req, conn_uid(c), &rec);
+        const uint8_t *grant;
+        int r = record_from_request(req, conn_uid(c), &rec, &grant);
         if (r < 0)
                 return r;
+        if (grant) /* the grant's use and the record in one savepoint (R-PERM-3, R-EV-9) */
+                return media_grant_use_submit(srv, c, req, grant, rec);
         return store_and_answer(srv, c, req, rec);
 }
 

@@ -383,26 +383,21 @@ int handle_decide(server *srv, conn *c, const mamori_msg *req)
         return r;
 }
 
-/* The agent reports one use of a once-only grant (R-PERM-3); a second use is refused. */
-int handle_consume(server *srv, conn *c, const mamori_msg *req)
+/* Whether the once-only grant id may be used now. Returns NULL with its medium in media, or
+ * why not with the reply's status in *ret_status. A grant that cannot be read is refused
+ * (fail closed: the operation it would allow does not happen). */
+static const char *grant_usable(const uint8_t id[static MAMORI_GRANT_ID_LEN],
+                                char media[static MAMORI_MEDIA_NO_MAX + 1], mamori_status *ret_status)
 {
-        const uint8_t *id;
-        const char *user = NULL;
-        if (mamori_msg_get_bytes(req, MAMORI_F_GRANT_ID, MAMORI_GRANT_ID_LEN, &id) < 0 ||
-            req_str(req, MAMORI_F_USER, MAMORI_NAME_MAX, false, &user) < 0)
-                return -EBADMSG;
-        int r = media_begin(srv);
-        if (r < 0)
-                return conn_reply(c, req->type, MAMORI_E_STORAGE, "the use could not be recorded");
         sqlite3_stmt *st = q.grant_get;
         sqlite3_reset(st);
         sqlite3_bind_blob(st, 1, id, MAMORI_GRANT_ID_LEN, SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_ROW) {
                 sqlite3_reset(st);
-                return media_refuse(srv, c, req, "grant.use", MAMORI_E_NOT_FOUND, "no such grant");
+                *ret_status = MAMORI_E_NOT_FOUND;
+                return "no such grant";
         }
-        char media[MAMORI_MEDIA_NO_MAX + 1], idhex[33];
-        snprintf(media, sizeof media, "%s", sqlite3_column_text(st, 0));
+        snprintf(media, MAMORI_MEDIA_NO_MAX + 1, "%s", sqlite3_column_text(st, 0));
         int64_t now = mamori_now_us(), from = sqlite3_column_int64(st, 3), until = sqlite3_column_int64(st, 4);
         int flags = sqlite3_column_int(st, 5);
         bool used = sqlite3_column_type(st, 6) != SQLITE_NULL, revoked = sqlite3_column_type(st, 7) != SQLITE_NULL;
@@ -415,16 +410,42 @@ int handle_consume(server *srv, conn *c, const mamori_msg *req)
                           : now < from                  ? "the grant is not valid yet"
                           : now >= until                ? "the grant has expired"
                                                         : NULL;
+        *ret_status = used ? MAMORI_E_EXISTS : MAMORI_E_INVALID;
+        return why;
+}
+
+/* Marks the grant used inside the caller's savepoint. Returns 0, or -EIO (also when
+ * another use got there first: no row changed). */
+static int grant_mark_used(sqlite3 *db, const uint8_t id[static MAMORI_GRANT_ID_LEN])
+{
+        sqlite3_reset(q.grant_use);
+        sqlite3_bind_blob(q.grant_use, 1, id, MAMORI_GRANT_ID_LEN, SQLITE_STATIC);
+        sqlite3_bind_int64(q.grant_use, 2, mamori_now_us());
+        int r = sqlite3_step(q.grant_use) == SQLITE_DONE && sqlite3_changes(db) == 1 ? 0 : -EIO;
+        sqlite3_reset(q.grant_use);
+        return r;
+}
+
+/* The agent reports one use of a once-only grant (R-PERM-3); a second use is refused. */
+int handle_consume(server *srv, conn *c, const mamori_msg *req)
+{
+        const uint8_t *id;
+        const char *user = NULL;
+        if (mamori_msg_get_bytes(req, MAMORI_F_GRANT_ID, MAMORI_GRANT_ID_LEN, &id) < 0 ||
+            req_str(req, MAMORI_F_USER, MAMORI_NAME_MAX, false, &user) < 0)
+                return -EBADMSG;
+        int r = media_begin(srv);
+        if (r < 0)
+                return conn_reply(c, req->type, MAMORI_E_STORAGE, "the use could not be recorded");
+        char media[MAMORI_MEDIA_NO_MAX + 1], idhex[33];
+        mamori_status status;
+        const char *why = grant_usable(id, media, &status);
         if (why)
-                return media_refuse(srv, c, req, "grant.use", used ? MAMORI_E_EXISTS : MAMORI_E_INVALID, why);
+                return media_refuse(srv, c, req, "grant.use", status, why);
         sqlite3 *db = store_writer(server_store(srv));
         if (media_exec(db, "SAVEPOINT consume") < 0)
                 return conn_reply(c, req->type, MAMORI_E_STORAGE, "the use could not be recorded");
-        sqlite3_reset(q.grant_use);
-        sqlite3_bind_blob(q.grant_use, 1, id, MAMORI_GRANT_ID_LEN, SQLITE_STATIC);
-        sqlite3_bind_int64(q.grant_use, 2, now);
-        r = sqlite3_step(q.grant_use) == SQLITE_DONE ? 0 : -EIO;
-        sqlite3_reset(q.grant_use);
+        r = grant_mark_used(db, id);
         if (r >= 0)
                 r = server_evidence(srv, "grant.use", conn_uid(c), "grant_id", mamori_grant_id_format(id, idhex),
                                     "media", media, "user", user ? user : "", NULL);
@@ -437,4 +458,49 @@ int handle_consume(server *srv, conn *c, const mamori_msg *req)
         server_media_changed(srv); /* the once-only right is gone */
         conn_hold_for_commit(c);
         return conn_reply(c, req->type, MAMORI_OK, NULL);
+}
+
+int media_grant_use_submit(server *srv, conn *c, const mamori_msg *req,
+                           const uint8_t id[static MAMORI_GRANT_ID_LEN], mamori_record *rec)
+{
+        _cleanup_(mamori_record_freep) mamori_record *own = rec;
+        char media[MAMORI_MEDIA_NO_MAX + 1], idhex[33];
+        mamori_status status;
+        int r = media_begin(srv);
+        if (r < 0)
+                return conn_reply(c, req->type, MAMORI_E_STORAGE, "evidence could not be stored");
+        /* refused: nothing is stored, the grant stays as it was; the agent records its own
+         * refusal (the operation did not happen) */
+        const char *why = grant_usable(id, media, &status);
+        if (why)
+                return conn_reply(c, req->type, status, why);
+        r = mamori_record_add(own, "grant_id", mamori_grant_id_format(id, idhex));
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) /* the submitter may not name the grant itself: the field says it */
+                return -EBADMSG;
+        sqlite3 *db = store_writer(server_store(srv));
+        if (media_exec(db, "SAVEPOINT use") < 0)
+                return conn_reply(c, req->type, MAMORI_E_STORAGE, "evidence could not be stored");
+        uint64_t seq;
+        r = grant_mark_used(db, id);
+        if (r >= 0) /* the record is the savepoint's last write: a rollback never takes back a record */
+                r = store_append(server_store(srv), TAKE_PTR(own), &seq);
+        if (r < 0) { /* not stored, not used: the agent removes the file (R-EV-9), fail closed */
+                (void)media_exec(db, "ROLLBACK TO use");
+                (void)media_exec(db, "RELEASE use");
+                return conn_reply(c, req->type, r == -EINVAL ? MAMORI_E_INVALID : MAMORI_E_STORAGE,
+                                  r == -EINVAL ? "record too large" : "evidence could not be stored");
+        }
+        (void)media_exec(db, "RELEASE use");
+        server_media_changed(srv); /* the once-only right is gone */
+        mamori_msg *m;
+        r = mamori_msg_new(req->type, MAMORI_OK, &m);
+        if (r < 0)
+                return r;
+        mamori_msg_put_u64(m, MAMORI_F_EV_SEQ, seq);
+        r = conn_send(c, m);
+        mamori_msg_free(m);
+        conn_hold_for_commit(c);
+        return r;
 }

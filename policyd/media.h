@@ -37,6 +37,14 @@ bool media_user_in_group(const char *user, const char *group);
 int media_refuse(server *srv, conn *c, const mamori_msg *req, const char *what, mamori_status status,
                  const char *text);
 
+/* evidence-submit with GRANT_ID: uses the once-only grant id and stores rec (taken) in one
+ * savepoint, with a grant_id pair added, and answers like evidence-submit ("ok" with EV_SEQ
+ * once durable). A grant that may not be used is refused (not-found, exists, invalid) and
+ * nothing is stored; a record that cannot be stored leaves the grant unused (R-EV-9,
+ * R-PERM-3). Returns what conn_reply returns, or -EBADMSG when rec already has grant_id. */
+int media_grant_use_submit(server *srv, conn *c, const mamori_msg *req,
+                           const uint8_t id[static MAMORI_GRANT_ID_LEN], mamori_record *rec);
+
 int handle_decide(server *srv, conn *c, const mamori_msg *req);
 int handle_consume(server *srv, conn *c, const mamori_msg *req);
 int handle_manager_trust(server *srv, conn *c, const mamori_msg *req);

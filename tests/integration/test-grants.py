@@ -8,7 +8,9 @@ import base64
 import json
 import os
 import pwd
+import socket
 import stat
+import struct
 import sys
 import time
 
@@ -198,6 +200,93 @@ def test_grant_rules(pd, key):
     return gid
 
 
+# evidence-submit with GRANT_ID, spoken directly (the view's way of recording an output
+# under a once-only grant, docs/protocol.md 6): the grant's use and the record are one.
+SUBMIT, T_TYPE, T_COMPONENT, T_PAIR, T_GRANT_ID = 16, 64, 67, 68, 161
+S_OK, S_MALFORMED, S_NOT_FOUND, S_EXISTS, S_INVALID = 0, 2, 4, 5, 6
+
+
+def submit_frame(file, grant_id, pairs=(), grant_len=16):
+    def field(tag, v):
+        return struct.pack('>HI', tag, len(v)) + v
+
+    def pair(k, v):
+        return field(T_PAIR, bytes([len(k)]) + k.encode() + v.encode())
+    body = struct.pack('>HH', SUBMIT, 0) + field(T_TYPE, b'media.output') + field(T_COMPONENT, b'agent')
+    body += pair('file', file) + pair('via', 'view') + b''.join(pair(k, v) for k, v in pairs)
+    if grant_id is not None:
+        body += field(T_GRANT_ID, bytes.fromhex(grant_id)[:grant_len])
+    return struct.pack('>I', len(body)) + body
+
+
+def reply_status(sock):
+    """The status of the next reply, or None when policyd closed the connection."""
+    data = b''
+    while len(data) < 4 or len(data) < 4 + struct.unpack('>I', data[:4])[0]:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    return struct.unpack('>H', data[6:8])[0]
+
+
+def connect(pd):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(pd.socket)
+    s.settimeout(30)
+    return s
+
+
+def file_outputs(pd, file):
+    return [r['fields'] for r in records(pd, 'media.output') if r['fields'].get('file') == file]
+
+
+def test_use_with_record(pd, g):
+    """R-PERM-3, R-EV-9: the agent's transfer record carries the once-only grant it used;
+    policyd uses the grant and stores the record in one savepoint, or neither."""
+    rc, once, _ = g('--media', 'M-1', '--user', STAFF, '--any-host', '--until', '+1h', '--mode',
+                    'write-encrypted', '--once')
+    # two agents' records under one grant, both sent before either reads its reply
+    refused_before = len(records(pd, 'grant.use.refused'))
+    a, b = connect(pd), connect(pd)
+    a.sendall(submit_frame('race-a.txt', once))
+    b.sendall(submit_frame('race-b.txt', once))
+    st = sorted([reply_status(a), reply_status(b)])
+    recs = file_outputs(pd, 'race-a.txt') + file_outputs(pd, 'race-b.txt')
+    check(rc == 0 and st == [S_OK, S_EXISTS] and len(recs) == 1 and recs[0].get('grant_id') == once,
+          f'R-PERM-3: two records under one once-only grant at once: one stored with grant_id, one refused ({st})')
+    check(grants(pd)[once]['state'] == 'used' and len(records(pd, 'grant.use.refused')) == refused_before,
+          'R-PERM-3: the grant is used; the refusal stored nothing (the agent records its own)')
+    # a record too large to store: the grant's use is rolled back with it
+    rc, once2, _ = g('--media', 'M-1', '--user', STAFF, '--any-host', '--until', '+1h', '--mode',
+                     'write-encrypted', '--once')
+    big = [(f'pad{i}', 'x' * 4096) for i in range(15)]
+    s = connect(pd)
+    s.sendall(submit_frame('big.txt', once2, big))
+    st = reply_status(s)
+    check(st == S_INVALID and grants(pd)[once2]['state'] == 'active' and not file_outputs(pd, 'big.txt'),
+          f'R-EV-9: a record that cannot be stored leaves the once-only grant unused ({st})')
+    s.sendall(submit_frame('after-big.txt', once2))
+    check(reply_status(s) == S_OK and grants(pd)[once2]['state'] == 'used' and len(file_outputs(pd, 'after-big.txt')) == 1,
+          'R-PERM-3: the same grant then stores the next record')
+    # unknown, not once-only, malformed
+    s.sendall(submit_frame('unknown.txt', '00' * 16))
+    check(reply_status(s) == S_NOT_FOUND and not file_outputs(pd, 'unknown.txt'),
+          'an unknown grant id: not-found, nothing stored (fail closed)')
+    rc, lasting, _ = g('--media', 'M-1', '--user', STAFF, '--any-host', '--until', '+1h', '--mode', 'write-encrypted')
+    s.sendall(submit_frame('lasting.txt', lasting))
+    check(reply_status(s) == S_INVALID and not file_outputs(pd, 'lasting.txt'),
+          'a grant that is not once-only is not used: invalid, nothing stored')
+    s.sendall(submit_frame('short.txt', once2, grant_len=15))
+    check(reply_status(s) == S_MALFORMED and reply_status(s) is None, 'a GRANT_ID of 15 bytes is malformed (strict)')
+    rc, once3, _ = g('--media', 'M-1', '--user', STAFF, '--any-host', '--until', '+1h', '--mode',
+                     'write-encrypted', '--once')
+    s = connect(pd)
+    s.sendall(submit_frame('dup.txt', once3, [('grant_id', once3)]))
+    check(reply_status(s) == S_MALFORMED and grants(pd)[once3]['state'] == 'active' and not file_outputs(pd, 'dup.txt'),
+          'a record that names the grant itself beside GRANT_ID is malformed; the grant stays unused')
+
+
 def test_forgery(pd, key, keys, gid):
     path = os.path.join(keys, 'g.grant')
     p = pd.mediactl('grant', 'export', gid, path, user=AUDITOR)
@@ -280,6 +369,7 @@ def main():
         keys = private_dir(pd, 'keys', MANAGER)
         key, pub = test_keys_and_trust(pd, keys)
         gid = test_grant_rules(pd, key)
+        test_use_with_record(pd, lambda *a: grant(pd, key, *a))
         exported = test_forgery(pd, key, keys, gid)
         test_roles(pd, key, keys)
         test_carry(key, pub, exported)

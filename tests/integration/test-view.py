@@ -483,6 +483,110 @@ def test_rights_change(pd, v, tmp):
     check(p.returncode == 0, 'the others keep their rights')
 
 
+HOLD = ('import os,sys,time\nf=open(sys.argv[1],"wb")\nf.write(sys.argv[2].encode())\nf.flush()\n'
+        'open(sys.argv[3],"w").close()\nwhile not os.path.exists(sys.argv[4]):\n    time.sleep(0.05)\n'
+        'try:\n    f.close()\n    print("closed")\nexcept OSError as e:\n    print("error", e.errno)\n')
+
+
+def once_grant(pd, tmp, v, user=ADMIN, mode='write-encrypted'):
+    """A once-only grant for user, seen by the running view (SIGHUP, as the agent sends)."""
+    key = os.path.join(tmp, 'mgr', 'manager.key')
+    p = pd.mediactl('grant', 'create', '--key', key, '--passphrase-fd', '0', '--media', MEDIUM, '--user', user,
+                    '--any-host', '--until', '+1h', '--mode', mode, '--once', user=MANAGER, input=PASS, check=True)
+    v.proc.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    return p.stdout.strip()
+
+
+def grant_state(pd, gid):
+    p = pd.mediactl('grant', 'list', '--format', 'json', user=AUDITOR)
+    return {g['id']: g['state'] for g in json.loads(p.stdout)}.get(gid) if p.returncode == 0 else None
+
+
+def hold_writers(v, tmp, names, user=ADMIN):
+    """Writers that each open a file, write, and close only once all have written."""
+    os.chmod(tmp, 0o777)
+    go = os.path.join(tmp, 'go')
+    flags = [os.path.join(tmp, 'open-' + n) for n in names]
+    for f in flags + [go]:
+        if os.path.exists(f):
+            os.unlink(f)
+    procs = [subprocess.Popen(as_user(user) + ['python3', '-c', HOLD, v.path(n), 'content of ' + n, f, go],
+                              stdout=subprocess.PIPE, text=True) for n, f in zip(names, flags)]
+    deadline = time.time() + 60
+    while not all(os.path.exists(f) for f in flags) and time.time() < deadline:
+        time.sleep(0.05)
+    return procs, go
+
+
+def test_once(pd, v, raw, ids, tmp):
+    """R-PERM-3: a once-only output grant lets exactly one file through the view; its use and
+    the transfer record are stored together by policyd, or neither (R-EV-9)."""
+    gid = once_grant(pd, tmp, v)
+    data = os.urandom(300_000)
+    src = make_source(tmp, 'once-a.bin', data, owner=ADMIN)
+    # dd: its first close stores the file empty, the last one with the data: one transfer
+    p = run(['dd', f'if={src}', f'of={v.path("once-a.bin")}', 'bs=64k', 'status=none'], user=ADMIN)
+    check(p.returncode == 0 and age_open(ids, os.path.join(raw, 'once-a.bin.age')) == data,
+          f'R-PERM-3: a once-only write-encrypted grant stores one file, encrypted ({p.stderr.strip()})')
+    recs = file_records(pd, 'media.output', 'once-a.bin')
+    check(recs and all(r.get('grant_id') == gid for r in recs) and recs[-1].get('size') == str(len(data)),
+          f'R-EV-1, R-PERM-3: the transfer record names the once-only grant it used ({recs})')
+    check(grant_state(pd, gid) == 'used', f'R-PERM-3: the grant is used up ({grant_state(pd, gid)})')
+    src = make_source(tmp, 'once-b.bin', b'second file\n', owner=ADMIN)
+    p = run(['cp', src, v.path('once-b.bin')], user=ADMIN)
+    check(p.returncode != 0 and 'Permission denied' in p.stderr,
+          f'R-PERM-3: the next file under the used grant gets EACCES ({p.stderr.strip()})')
+    check(not any(n.startswith('once-b') or '.mamori-' in n for n in raw_files(raw)),
+          'R-PERM-3: the refused file is not on the medium')
+    check(file_records(pd, 'media.output.refused', 'once-b.bin') and not file_records(pd, 'media.output', 'once-b.bin'),
+          'R-PERM-3, R-OUT-2: the refusal is recorded, no transfer is')
+
+    # two writers at once under one grant: exactly one file is stored
+    gid = once_grant(pd, tmp, v)
+    procs, go = hold_writers(v, tmp, ['once-c1.txt', 'once-c2.txt'])
+    open(go, 'w').close()
+    outs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    stored = [n for n in raw_files(raw) if n.startswith('once-c')]
+    check(outs == ['closed', f'error {errno.EACCES}'] and len(stored) == 1,
+          f'R-PERM-3: two writers at once under one once-only grant: one stored, one EACCES ({outs} {stored})')
+    refused = [r for n in ('once-c1.txt', 'once-c2.txt') for r in file_records(pd, 'media.output.refused', n)]
+    check(len(refused) == 1 and refused[0].get('reason') == 'once-only-grant-used' and grant_state(pd, gid) == 'used',
+          f'R-PERM-3: the loser\'s refusal is recorded: once-only-grant-used ({refused})')
+
+    # used elsewhere (another terminal's view) while this one was written: policyd refuses, nothing stays
+    gid = once_grant(pd, tmp, v)
+    procs, go = hold_writers(v, tmp, ['once-d.txt'])
+    pd.mediactl('grant', 'consume', gid, '--user', ADMIN, check=True)
+    open(go, 'w').close()
+    out = procs[0].communicate(timeout=60)[0].strip()
+    check(out == f'error {errno.EACCES}' and not any(n.startswith('once-d') or '.mamori-' in n for n in raw_files(raw)),
+          f'R-PERM-3: a grant used meanwhile is refused by policyd at the commit: EACCES, nothing stays ({out})')
+    refused = file_records(pd, 'media.output.refused', 'once-d.txt')
+    check(len(refused) == 1 and refused[0].get('reason') == 'once-only-grant-used'
+          and not file_records(pd, 'media.output', 'once-d.txt'),
+          f'R-PERM-3: recorded as a refusal, no transfer record ({refused})')
+
+    # R-EV-9: the record cannot be stored: no file, and the grant stays unused for the next try
+    gid = once_grant(pd, tmp, v)
+    procs, go = hold_writers(v, tmp, ['once-e.txt'])
+    pd.stop()
+    open(go, 'w').close()
+    out = procs[0].communicate(timeout=60)[0].strip()
+    pd.start()
+    check(out == f'error {errno.EIO}' and not any(n.startswith('once-e') or '.mamori-' in n for n in raw_files(raw)),
+          f'R-EV-9: policyd gone at the commit under a once-only grant: EIO, nothing stays ({out})')
+    check(grant_state(pd, gid) == 'active', f'R-EV-9, R-PERM-3: the grant is not used up ({grant_state(pd, gid)})')
+    v.proc.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    src = make_source(tmp, 'once-e.txt', b'after policyd came back\n', owner=ADMIN)
+    p = run(['cp', src, v.path('once-e.txt')], user=ADMIN)
+    check(p.returncode == 0 and 'once-e.txt.age' in raw_files(raw) and grant_state(pd, gid) == 'used',
+          f'R-PERM-3: the unused grant still stores one file afterwards ({p.stderr.strip()})')
+    p = run(['mkdir', v.path('once-dir')], user=ADMIN)
+    check(p.returncode != 0, 'R-PERM-3: a once-only grant allows storing a file, not mkdir')
+
+
 def test_agent_spawn(pd, tmp, mdir, name, keys):
     """The agent's own start and stop of the view (agent/view-spawn.c, through the test tool)."""
     env = dict(os.environ, MAMORI_VIEW_BINARY=VIEW)
@@ -555,6 +659,7 @@ def main():
             test_full(pd, v, raw, tmp)
             test_only_ciphertext(raw, ids)
             test_rotation(pd, v, raw, ids, keys, tmp)
+            test_once(pd, v, raw, ids, tmp)
             test_rights_change(pd, v, tmp)
             v.proc.send_signal(signal.SIGTERM)
             rc = v.proc.wait(20)
