@@ -597,7 +597,7 @@ mamori_age_writer *mamori_age_writer_free(mamori_age_writer *w)
 static int encrypt_fill(mamori_age_writer *w, int fd, uint8_t *ahead, bool *have_ahead, bool *eof)
 {
         struct iovec iov[BATCH + 1];
-        size_t total = *have_ahead;
+        size_t total = *have_ahead ? 1 : 0; /* the look-ahead byte opens the slot */
         slot *s;
         ssize_t n;
         int r;
