@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "cleanup.h"
 #include "log.h"
 #include "view.h"
@@ -134,6 +136,32 @@ int view_age_reader(view *v, int fd, mamori_age_reader **ret)
                 return -EACCES;
         mamori_age_decrypt_opts o = {.identities = v->ids, .n_identities = v->n_ids, .threads = 1};
         return mamori_age_reader_new(fd, &o, ret);
+}
+
+int view_age_reader_for(view *v, int fd, uid_t uid, mamori_age_reader **ret, view_form *ret_form)
+{
+        int r = view_age_reader(v, fd, ret);
+        if (r != -ENOKEY && r != -EACCES) {
+                if (r >= 0)
+                        *ret_form = VIEW_FORM_AGE_ORG;
+                return r;
+        }
+        /* not for the organisation's identities: the caller's passphrase, if one is held
+         * (none: refused as before, fail closed). scrypt: about 1 s in the FUSE thread. */
+        char *pass = NULL;
+        if (view_pass_get(v, uid, &pass) < 0)
+                return r;
+        if (lseek(fd, 0, SEEK_SET) < 0) {
+                sodium_free(pass);
+                return -errno;
+        }
+        mamori_age_decrypt_opts o = {.passphrase = pass, .threads = 1};
+        int k = mamori_age_reader_new(fd, &o, ret);
+        sodium_free(pass);
+        if (k < 0)
+                return k == -ENOKEY ? r : k;
+        *ret_form = VIEW_FORM_PASSPHRASE;
+        return 0;
 }
 
 /* Plaintext sizes of .age files by (device, inode, size, mtime, ctime). */

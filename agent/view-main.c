@@ -7,7 +7,10 @@
  *
  *   mamori-view --raw DIR --mountpoint DIR [--socket PATH] [--keys-dir DIR]
  *               [--stage-dir DIR] --medium NO --vendor V --product P --serial S
- *               --port PORT [--size BYTES] [--fs-uuid UUID]
+ *               --port PORT [--size BYTES] [--fs-uuid UUID] [--pass-socket PATH]
+ *
+ * --pass-socket: where users hand over the passphrase for write-passphrase output
+ * (view-pass.c); without it passphrase output is refused.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -37,11 +40,12 @@ static void usage(FILE *f)
 {
         fputs("Usage: mamori-view --raw DIR --mountpoint DIR [--socket PATH] [--keys-dir DIR]\n"
               "                   [--stage-dir DIR] --medium NO --vendor V --product P --serial S\n"
-              "                   --port PORT [--size BYTES] [--fs-uuid UUID] [--kind storage|optical]\n",
+              "                   --port PORT [--size BYTES] [--fs-uuid UUID] [--kind storage|optical]\n"
+              "                   [--pass-socket PATH]\n",
               f);
 }
 
-static int parse_args(int argc, char *argv[], view *v, const char **stage)
+static int parse_args(int argc, char *argv[], view *v, const char **stage, const char **pass_socket)
 {
         static const struct option lo[] = {
                 {"raw", required_argument, NULL, 'r'},      {"mountpoint", required_argument, NULL, 'm'},
@@ -50,7 +54,7 @@ static int parse_args(int argc, char *argv[], view *v, const char **stage)
                 {"vendor", required_argument, NULL, 'V'},   {"product", required_argument, NULL, 'P'},
                 {"serial", required_argument, NULL, 'N'},   {"port", required_argument, NULL, 'p'},
                 {"size", required_argument, NULL, 'z'},     {"fs-uuid", required_argument, NULL, 'u'},
-                {"kind", required_argument, NULL, 'K'},
+                {"kind", required_argument, NULL, 'K'},     {"pass-socket", required_argument, NULL, 'A'},
                 {"help", no_argument, NULL, 'h'},           {},
         };
         int c;
@@ -62,6 +66,7 @@ static int parse_args(int argc, char *argv[], view *v, const char **stage)
                 case 's': v->socket_path = optarg; break;
                 case 'k': v->keys_dir = optarg; break;
                 case 'S': *stage = optarg; break;
+                case 'A': *pass_socket = optarg; break;
                 case 'n': v->medium_arg = optarg; break;
                 case 'V': v->vendor = optarg; break;
                 case 'P': v->product = optarg; break;
@@ -207,6 +212,8 @@ static void *rights_thread(void *arg)
                 else if (r >= 0 && failed)
                         log_info("policyd answers again for the medium.");
                 failed = r < 0;
+                if (r >= 0) /* a passphrase right that ended takes its passphrase with it */
+                        view_pass_prune(v);
         }
         return NULL;
 }
@@ -247,8 +254,8 @@ int main(int argc, char *argv[])
         static view v = {.raw_fd = -1, .stage_fd = -1, .keys_dir = MAMORI_ORGKEYS_DIR_DEFAULT,
                          .lock = PTHREAD_MUTEX_INITIALIZER, .rights = {.verdict = -1, .next_change = INT64_MAX},
                          .fs_uuid = "", .kind = "storage"};
-        const char *stage = STAGE_DIR_DEFAULT;
-        if (parse_args(argc, argv, &v, &stage) < 0) {
+        const char *stage = STAGE_DIR_DEFAULT, *pass_socket = NULL;
+        if (parse_args(argc, argv, &v, &stage, &pass_socket) < 0) {
                 usage(stderr);
                 return 2;
         }
@@ -279,10 +286,15 @@ int main(int argc, char *argv[])
         sigemptyset(&ss);
         sigaddset(&ss, SIGHUP);
         pthread_sigmask(SIG_BLOCK, &ss, NULL);
+        /* after the mask (its thread must not take SIGHUP), before the rights thread (which prunes) */
+        if (pass_socket && (r = view_pass_start(&v, pass_socket)) < 0) /* passphrase output refused */
+                log_warning_errno(r, "Cannot listen for passphrases on %s: passphrase output is refused: %m",
+                                  pass_socket);
         pthread_t t;
         if (pthread_create(&t, NULL, rights_thread, &v) != 0)
                 return log_error_errno(EAGAIN, "Cannot start the rights thread."), 1;
         r = serve(&v);
+        view_pass_stop(&v); /* the medium goes: its passphrases with it */
         mamori_age_identities_free(v.ids, v.n_ids);
         return r < 0 ? 1 : 0;
 }

@@ -25,6 +25,12 @@
 #include "log.h"
 #include "view.h"
 
+static void sodium_freep(char **p)
+{
+        if (*p)
+                sodium_free(*p); /* zeroes first */
+}
+
 view_node *view_node_find(view *v, const char *path)
 {
         for (view_node *n = v->nodes; n; n = n->next)
@@ -61,18 +67,29 @@ static int copy_all(int in, int out)
         }
 }
 
-/* Copies (decrypting) the stored file into the stage. */
-static int load(view *v, const view_entry *e, int stage)
+/* Copies (decrypting with the organisation identities, else uid's held passphrase) the
+ * stored file into the stage. */
+static int load(view *v, const view_entry *e, int stage, uid_t uid)
 {
         _cleanup_close_ int fd = openat(e->dir_fd, e->stored, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
         if (e->kind == VIEW_PLAIN)
                 return copy_all(fd, stage);
-        if (!v->ids) /* cannot decrypt: cannot change it either (fail closed) */
-                return -EACCES;
-        mamori_age_decrypt_opts o = {.identities = v->ids, .n_identities = v->n_ids};
-        int r = mamori_age_decrypt_fd(fd, stage, &o);
+        int r = -EACCES; /* no identities: cannot decrypt, cannot change it either (fail closed) */
+        if (v->ids) {
+                mamori_age_decrypt_opts o = {.identities = v->ids, .n_identities = v->n_ids};
+                r = mamori_age_decrypt_fd(fd, stage, &o);
+        }
+        char *pass = NULL;
+        if ((r == -ENOKEY || r == -EACCES) && view_pass_get(v, uid, &pass) >= 0) {
+                /* not the organisation's: a passphrase file, if the caller's passphrase opens it */
+                mamori_age_decrypt_opts o = {.passphrase = pass};
+                r = lseek(fd, 0, SEEK_SET) < 0 || ftruncate(stage, 0) < 0 || lseek(stage, 0, SEEK_SET) < 0
+                            ? -errno
+                             : mamori_age_decrypt_fd(fd, stage, &o);
+                sodium_free(pass);
+        }
         if (r < 0)
                 return r == -EBADMSG || r == -ENOKEY ? -EIO : r;
         return 0;
@@ -340,7 +357,7 @@ int view_node_stage(view *v, view_node *n)
                         else if (ftruncate(n->stage_fd, 0) < 0 || lseek(n->stage_fd, 0, SEEK_SET) < 0)
                                 r = -errno;
                         else
-                                r = load(v, &e, n->stage_fd);
+                                r = load(v, &e, n->stage_fd, n->uid);
                 }
         }
         if (r < 0) /* the only copy could not be read back: lost, never stored (fail closed) */
@@ -463,7 +480,7 @@ int view_node_open(view *v, const char *path, const view_entry *e, bool truncate
                 return log_error_errno(stage, "Cannot make a staging file: %m");
         bool existing = e->kind == VIEW_AGE || e->kind == VIEW_PLAIN;
         if (existing && !truncate) {
-                int r = load(v, e, stage);
+                int r = load(v, e, stage, c->uid);
                 if (r < 0)
                         return r;
         }
@@ -516,7 +533,7 @@ void view_nodes_rename(view *v, const char *from, const char *to)
 
 /* Writes the stage to a new temporary file in dir_fd. Returns 0 with its name, or -errno
  * (the temporary file already removed). */
-static int write_temp(view *v, int stage, int dir_fd, view_form form, char tmp[static 64])
+static int write_temp(view *v, int stage, int dir_fd, view_form form, const char *pass, char tmp[static 64])
 {
         snprintf(tmp, 64, VIEW_TEMP_PREFIX "%08x%08x.tmp", randombytes_random(), randombytes_random());
         _cleanup_close_ int fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -530,6 +547,10 @@ static int write_temp(view *v, int stage, int dir_fd, view_form form, char tmp[s
                 pthread_mutex_unlock(&v->lock);
                 mamori_age_encrypt_opts o = {.recipients = &rec, .n_recipients = 1};
                 r = !have ? -EIO : lseek(stage, 0, SEEK_SET) < 0 ? -errno : mamori_age_encrypt_fd(stage, fd, &o);
+        } else if (form == VIEW_FORM_PASSPHRASE) {
+                /* age's own work factor (scrypt log2 N 18, about 1 s), never lower */
+                mamori_age_encrypt_opts o = {.passphrase = pass, .scrypt_log2n = MAMORI_AGE_SCRYPT_LOG2N_DEFAULT};
+                r = !pass ? -EIO : lseek(stage, 0, SEEK_SET) < 0 ? -errno : mamori_age_encrypt_fd(stage, fd, &o);
         } else
                 r = copy_all(stage, fd);
         if (r >= 0 && fsync(fd) < 0)
@@ -551,7 +572,8 @@ static void refused(view *v, const view_caller *c, const char *base, view_form f
 /* The temporary file to put in place: the finished stream, else the content encrypted
  * (or copied) now. Returns 0 with its directory in *ret_dir (n->sw_dir, or dfd) and name in
  * tmp, or -errno (nothing left on the medium). */
-static int commit_temp(view *v, view_node *n, int dfd, view_form form, int *ret_dir, char tmp[static 64])
+static int commit_temp(view *v, view_node *n, int dfd, view_form form, const char *pass, int *ret_dir,
+                       char tmp[static 64])
 {
         uint64_t size;
         int r = content_size(n, &size);
@@ -573,7 +595,7 @@ static int commit_temp(view *v, view_node *n, int dfd, view_form form, int *ret_
                 return r;
         stream_abandon(n);
         *ret_dir = dfd;
-        return write_temp(v, n->stage_fd, dfd, form, tmp);
+        return write_temp(v, n->stage_fd, dfd, form, pass, tmp);
 }
 
 /* After a commit that failed once its temporary file was made: the content stays for a
@@ -603,8 +625,7 @@ static view_form commit_form(view *v, view_node *n, const view_caller *c, view_t
                 t->grant_id = c->once_id;
                 t->consume = true;
         }
-        *ret_why = f == VIEW_FORM_PASSPHRASE ? "passphrase-not-built"
-                   : f != VIEW_FORM_NONE     ? NULL
+        *ret_why = f != VIEW_FORM_NONE ? NULL
                    /* opened under a once-only grant another file has used up since */
                    : n->open_once && view_once_is_used(v, n->open_once_id) ? "once-only-grant-used"
                                                                           : "no-write-right";
@@ -645,12 +666,19 @@ int view_node_commit(view *v, view_node *n, const view_caller *c)
         r = content_size(n, &size);
         if (r < 0)
                 return r;
+        _cleanup_(sodium_freep) char *pass = NULL;
+        if (form == VIEW_FORM_PASSPHRASE && view_pass_get(v, c->uid, &pass) < 0) {
+                /* forgotten or expired since the open: nothing to encrypt to, refused (R-OUT-4) */
+                refused(v, c, e.base, form, "no-passphrase");
+                return -EACCES;
+        }
+        bool age = form == VIEW_FORM_AGE_ORG || form == VIEW_FORM_PASSPHRASE;
         char tmp[64], stored[NAME_MAX + 8], source[PATH_MAX];
         int tmp_dir;
-        r = commit_temp(v, n, dfd, form, &tmp_dir, tmp);
+        r = commit_temp(v, n, dfd, form, pass, &tmp_dir, tmp);
         if (r < 0)
                 return log_error_errno(r, "Cannot store \"%s\" on the medium: %m", e.base);
-        snprintf(stored, sizeof stored, "%s%s", e.base, form == VIEW_FORM_AGE_ORG ? VIEW_SUFFIX : "");
+        snprintf(stored, sizeof stored, "%s%s", e.base, age ? VIEW_SUFFIX : "");
         view_source_path(v, c->pid, e.base, source, sizeof source);
         if (!source[0] && c->pid != n->pid)
                 view_source_path(v, n->pid, e.base, source, sizeof source);
@@ -674,7 +702,7 @@ int view_node_commit(view *v, view_node *n, const view_caller *c)
                 commit_undo(v, n, tmp_dir, tmp);
                 return log_error_errno(r, "Cannot put \"%s\" in place: %m", stored);
         }
-        view_remove_other(dfd, e.base, form == VIEW_FORM_AGE_ORG ? VIEW_AGE : VIEW_PLAIN);
+        view_remove_other(dfd, e.base, age ? VIEW_AGE : VIEW_PLAIN);
         if (n->content == VIEW_CONTENT_STREAM)
                 n->content = VIEW_CONTENT_STORED; /* the stored file is the only copy now */
         if (n->sw_dir >= 0) { /* the stream's file is in place: forgotten, not removed */

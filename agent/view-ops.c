@@ -223,14 +223,19 @@ static int refuse_output(view *v, const view_caller *c, const char *path, const 
         return -EACCES;
 }
 
-/* Checks that c may write a file now: a right whose form is built. */
+/* Checks that c may write a file now: a write right, and for passphrase output a
+ * passphrase held (checked again at the commit). */
 static int may_write(view *v, const view_caller *c, const char *path)
 {
         view_form f = view_caller_form(c);
         if (f == VIEW_FORM_NONE)
                 return refuse_output(v, c, path, "no-write-right");
-        if (f == VIEW_FORM_PASSPHRASE) /* passphrase output is not built in the view: refused */
-                return refuse_output(v, c, path, "passphrase-not-built");
+        if (f == VIEW_FORM_PASSPHRASE && !view_pass_held(v, c->uid)) {
+                /* nothing to encrypt to: refused, and the user told how (R-OUT-4) */
+                log_notice("%s has a passphrase right but no passphrase set: "
+                           "\"mediactl passphrase %s\" sets one.", c->name, v->medium_arg);
+                return refuse_output(v, c, path, "no-passphrase");
+        }
         return 0;
 }
 
@@ -309,7 +314,7 @@ static int open_read(view *v, const view_caller *c, const char *path, struct fus
         h->form = e.kind == VIEW_AGE ? VIEW_FORM_AGE_ORG : VIEW_FORM_PLAIN;
         h->size = e.st.st_size;
         if (e.kind == VIEW_AGE) {
-                r = view_age_reader(v, h->fd, &h->reader);
+                r = view_age_reader_for(v, h->fd, c->uid, &h->reader, &h->form);
                 if (r >= 0)
                         r = mamori_age_reader_size(h->reader, &h->size);
                 if (r < 0) {
@@ -318,6 +323,9 @@ static int open_read(view *v, const view_caller *c, const char *path, struct fus
                         return r == -EACCES ? r : -EIO; /* not ours, or damaged: not readable */
                 }
         }
+        /* the size shown for a passphrase file is 0 (stat cannot run scrypt for every caller):
+         * reads go to the view whatever the kernel thinks the size is */
+        fi->direct_io = h->form == VIEW_FORM_PASSPHRASE;
         fi->fh = (uint64_t)(uintptr_t)TAKE_PTR(h);
         return 0;
 }

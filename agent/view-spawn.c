@@ -74,11 +74,17 @@ int view_spawn(agent *a, agent_dev *dev)
         snprintf(raw, sizeof raw, "%s/%s", a->mount_dir, dev->mount_name);
         snprintf(size, sizeof size, "%llu", (unsigned long long)dev->block_size);
         const char *keys = a->cfg && a->cfg->crypto.keys_dir ? a->cfg->crypto.keys_dir : "/etc/mamori/keys";
+        /* where `mediactl passphrase` finds this view: named like its mount point
+         * (docs/protocol.md "Media view passphrase socket") */
+        char pass_sock[PATH_MAX];
+        snprintf(pass_sock, sizeof pass_sock, "%s/view/%s.sock", a->status_dir ? a->status_dir : "/run/mamori-agent",
+                 strrchr(dev->view_mp, '/') + 1);
         char *const argv[] = {
                 "mamori-view", "--raw", raw, "--mountpoint", dev->view_mp, "--socket", (char *)a->socket_path,
                 "--keys-dir", (char *)keys, "--medium", dev->no[0] ? dev->no : fallback, "--vendor", dev->vendor,
                 "--product", dev->product, "--serial", dev->serial, "--port", dev->port, "--size", size,
-                "--fs-uuid", dev->block_uuid, "--kind", dev->optical ? "optical" : "storage", NULL,
+                "--fs-uuid", dev->block_uuid, "--kind", dev->optical ? "optical" : "storage",
+                "--pass-socket", pass_sock, NULL,
         };
         pid_t pid = fork();
         if (pid < 0)

@@ -50,6 +50,7 @@ typedef struct view_rights {
 } view_rights;
 
 typedef struct view_node view_node;
+typedef struct view_pass view_pass;
 
 typedef struct view {
         int raw_fd, stage_fd;
@@ -68,6 +69,7 @@ typedef struct view {
         size_t n_ids;
         _Atomic bool reload_ids;   /* set on SIGHUP: the FUSE thread reads them again */
         view_node *nodes;
+        view_pass *pass; /* passphrases held for passphrase-mode output (view-pass.c), NULL: none taken */
 } view;
 
 /* Who is calling, and what they may do (filled once per operation). */
@@ -92,12 +94,12 @@ static inline uint8_t view_caller_modes(const view_caller *c)
 typedef enum view_form {
         VIEW_FORM_AGE_ORG,
         VIEW_FORM_PLAIN,
-        VIEW_FORM_PASSPHRASE, /* not built: refused */
+        VIEW_FORM_PASSPHRASE, /* age scrypt to the passphrase the writer handed the view */
         VIEW_FORM_NONE,       /* no write right */
 } view_form;
 const char *view_form_to_string(view_form f);
 /* encrypted whenever write-encrypted is held (R-OUT-1); plaintext only for write-plain
- * without it (R-OUT-3); passphrase-only is not built. */
+ * without it (R-OUT-3); to the writer's passphrase only for write-passphrase alone (R-OUT-4). */
 view_form view_form_for(uint8_t modes);
 /* The form c's next file is stored in: by c's lasting rights, else by an unused once-only
  * grant's (which that file then uses up). */
@@ -173,6 +175,10 @@ int view_open_dir(view *v, const char *path);
 int view_age_size(view *v, int dir_fd, const char *stored, const struct stat *st, uint64_t *ret);
 /* Opens an age reader on fd with the organisation identities. */
 int view_age_reader(view *v, int fd, mamori_age_reader **ret);
+/* The same, then (for a file those do not open) with uid's held passphrase. Returns 0 with
+ * the form that opened it in *ret_form, -EACCES (nothing held opens it: no identities and no
+ * passphrase), -ENOKEY, -EBADMSG or -errno. */
+int view_age_reader_for(view *v, int fd, uid_t uid, mamori_age_reader **ret, view_form *ret_form);
 /* Removes the stored copy of base in the other form after base was stored as kind. */
 void view_remove_other(int dir_fd, const char *base, view_kind kept);
 
@@ -240,6 +246,37 @@ void view_node_unref(view *v, view_node *n);
 int view_node_commit(view *v, view_node *n, const view_caller *c);
 /* Renames nodes at from (or below it, for a directory) to to. */
 void view_nodes_rename(view *v, const char *from, const char *to);
+
+/* view-pass.c: passphrases for write-passphrase output, handed over a unix socket
+ * (docs/protocol.md "Media view passphrase socket"). */
+#define VIEW_PASS_MAX 1024
+/* The socket's answers (one line each); a closed set. */
+typedef enum view_pass_status {
+        VIEW_PASS_OK,        /* held for the caller */
+        VIEW_PASS_FORGOTTEN, /* an empty one: the caller's is wiped */
+        VIEW_PASS_NO_RIGHT,  /* the caller holds no write-passphrase right on this medium: nothing kept */
+        VIEW_PASS_MALFORMED, /* not a request, over the cap, an embedded NUL or too slow: nothing changed */
+        VIEW_PASS_FULL,      /* too many users hold one: nothing kept */
+        VIEW_PASS_INTERNAL,  /* no memory, or the caller unknown: nothing kept */
+        _VIEW_PASS_STATUS_MAX,
+} view_pass_status;
+const char *view_pass_status_to_string(view_pass_status s);
+/* Listens on path (its directory made 0755 and checked root's, the socket 0666) and starts
+ * the thread answering it. Returns 0 or -errno (then no passphrase is ever held: passphrase
+ * output is refused, fail closed). */
+int view_pass_start(view *v, const char *path);
+/* Removes the socket and wipes every passphrase held (at the view's end). */
+void view_pass_stop(view *v);
+/* True if uid holds a passphrase now (not expired). */
+bool view_pass_held(view *v, uid_t uid);
+/* Copies uid's passphrase into sodium_malloc memory (free with sodium_free). Returns 0, or
+ * -ENOKEY (none held, or expired), -ENOMEM. */
+int view_pass_get(view *v, uid_t uid, char **ret);
+/* Wipes uid's passphrase, if any. */
+void view_pass_forget(view *v, uid_t uid);
+/* Wipes the passphrases of users who hold no write-passphrase right any more (after each
+ * rights refresh: a grant that ended, a user taken off the medium). */
+void view_pass_prune(view *v);
 
 /* view-ops.c */
 extern const struct fuse_operations view_ops;

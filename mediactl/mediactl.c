@@ -35,6 +35,7 @@ static const verb verbs[] = {
         {"key", verb_key, "the organisation's age keys: generate|rotate|show (root)"},
         {"encrypt", verb_encrypt, "encrypt a file (age) to the organisation or a passphrase"},
         {"decrypt", verb_decrypt, "decrypt an age file (organisation keys: root; or a passphrase)"},
+        {"passphrase", verb_passphrase, "hand the media view your passphrase for passphrase-mode output"},
 };
 
 static void usage(FILE *f)

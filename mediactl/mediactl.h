@@ -71,6 +71,7 @@ int verb_key(int argc, char *argv[]);     /* key.c */
 int verb_token(int argc, char *argv[]);   /* token.c */
 int verb_encrypt(int argc, char *argv[]); /* crypt.c */
 int verb_decrypt(int argc, char *argv[]); /* crypt.c */
+int verb_passphrase(int argc, char *argv[]); /* passphrase.c */
 /* key.c: the organisation key directory: --keys-dir, else crypto.keys_dir of --config
  * FILE (default the installed policy file; a missing file means the defaults). Prints
  * why not. Returns a malloc'd path, or NULL. */

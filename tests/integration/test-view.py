@@ -11,9 +11,12 @@ program runs from the view (R-ATK-1)."""
 import errno
 import json
 import os
+import pty
 import pwd
+import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -91,7 +94,9 @@ class View:
         # so the original path comes from the caller's command line, not its descriptors
         self.argv = ['setpriv', '--bounding-set=-all,+sys_admin,+dac_override', VIEW, '--raw', raw, '--mountpoint', self.mp, '--socket', pd.socket, '--keys-dir', keys,
                      '--stage-dir', os.path.join(tmp, 'stage'), '--medium', MEDIUM, '--vendor', '0781',
-                     '--product', '5567', '--serial', SERIAL, '--port', '1-1']
+                     '--product', '5567', '--serial', SERIAL, '--port', '1-1',
+                     '--pass-socket', os.path.join(tmp, 'run', MEDIUM + '.sock')]
+        self.pass_socket = os.path.join(tmp, 'run', MEDIUM + '.sock')
         self.log = open(os.path.join(tmp, 'view.log'), 'a')
         self.proc = None
 
@@ -587,6 +592,207 @@ def test_once(pd, v, raw, ids, tmp):
     check(p.returncode != 0, 'R-PERM-3: a once-only grant allows storing a file, not mkdir')
 
 
+PASSV, PASSV2 = 'view passphrase one', 'view passphrase two'
+
+
+def run_pty(argv, answers, timeout=120):
+    """Runs argv on a new pseudo-terminal (the reference age reads passphrases only from a
+    terminal), typing the next answer at each prompt ending in ':'. Returns (rc, output)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    out, since, left = b'', b'', list(answers)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            out += data
+            since += data
+        if left and since.rstrip(b' ').endswith(b':'):
+            os.write(fd, (left.pop(0) + '\n').encode())
+            since = b''
+    if time.time() >= deadline:
+        os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out.decode(errors='replace')
+
+
+def age_pass_open(path, passphrase, tmp):
+    """The reference age -d with the passphrase typed on a pty. Returns the plaintext or None."""
+    out = os.path.join(tmp, 'age-pass.out')
+    if os.path.exists(out):
+        os.unlink(out)
+    rc, _ = run_pty([shutil.which('age'), '-d', '-o', out, path], [passphrase])
+    if rc != 0 or not os.path.exists(out):
+        return None
+    with open(out, 'rb') as f:
+        return f.read()
+
+
+def set_passphrase(v, user, passphrase, *extra):
+    return run([os.path.join(BUILD, 'mediactl', 'mediactl'), 'passphrase', '--view-socket', v.pass_socket,
+                *extra] + (['--passphrase-fd', '0'] if passphrase is not None else []), user=user,
+               input=(passphrase + '\n') if passphrase is not None else None)
+
+
+def raw_request(v, user, data):
+    """Sends data as user to the view's passphrase socket; returns the answer line."""
+    code = ('import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n'
+            'try:\n    s.sendall(bytes.fromhex(sys.stdin.read()))\n    s.shutdown(socket.SHUT_WR)\n'
+            'except OSError:\n    pass\nprint(s.recv(100).decode().strip())\n')
+    return run(['python3', '-c', code, v.pass_socket], user=user, input=data.hex()).stdout.strip()
+
+
+def request(passphrase):
+    b = passphrase.encode()
+    return b'MVP1' + len(b).to_bytes(2, 'big') + b
+
+
+def grant_ids(pd, user):
+    p = pd.mediactl('grant', 'list', '--format', 'json', user=AUDITOR)
+    return [g['id'] for g in json.loads(p.stdout) if g.get('user') == user and g['state'] == 'active']
+
+
+def test_passphrase(pd, v, raw, ids, tmp):
+    """R-OUT-4: a user whose only write right is write-passphrase stores files encrypted to
+    a passphrase handed to the view with `mediactl passphrase` (never argv), only after
+    setting one; nobody else sets or uses it; the socket refuses what it does not
+    understand (R-EV-1, R-EV-2 for the records)."""
+    key = os.path.join(tmp, 'mgr', 'manager.key')
+    pd.mediactl('media', 'change', MEDIUM, '--users', f'{STAFF},{STAFF2},{ADMIN}', user=ADMIN, check=True)
+    for gid in grant_ids(pd, STAFF2):  # staff2's write-plain grant goes: write-passphrase alone
+        pd.mediactl('grant', 'revoke', gid, '--key', key, '--passphrase-fd', '0', user=MANAGER, input=PASS,
+                    check=True)
+    for user in (ADMIN, STAFF2):
+        pd.mediactl('grant', 'create', '--key', key, '--passphrase-fd', '0', '--media', MEDIUM, '--user', user,
+                    '--any-host', '--until', '+2h', '--mode', 'write-passphrase', user=MANAGER, input=PASS,
+                    check=True)
+    v.proc.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    st = os.stat(v.pass_socket)
+    dst = os.stat(os.path.dirname(v.pass_socket))
+    check(stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o666 and dst.st_uid == 0 and
+          stat.S_IMODE(dst.st_mode) == 0o755, 'R-OUT-4: the passphrase socket is 0666 in a root-owned 0755 directory')
+
+    data = b'for the partner company, passphrase only\n' * 50
+    src = make_source(tmp, 'secret.txt', data, owner=ADMIN)
+    p = run(['cp', src, v.path('secret.txt')], user=ADMIN)
+    check(p.returncode != 0 and 'Permission denied' in p.stderr and
+          not any(n.startswith('secret') for n in raw_files(raw)),
+          f'R-OUT-4: write-passphrase with no passphrase set: EACCES, nothing on the medium ({p.stderr.strip()})')
+    recs = file_records(pd, 'media.output.refused', 'secret.txt')
+    check(len(recs) == 1 and recs[0].get('reason') == 'no-passphrase' and recs[0].get('user') == ADMIN and
+          recs[0].get('form') == 'age-passphrase',
+          f'R-OUT-4, R-EV-1: the refusal is recorded with reason no-passphrase ({recs})')
+
+    # who may not set one: a write-encrypted user (no passphrase right), a user not on the medium
+    for user in (STAFF, AUDITOR):
+        p = set_passphrase(v, user, PASSV)
+        check(p.returncode == 1 and 'no write-passphrase right' in p.stderr,
+              f'R-OUT-4: {user} without a passphrase right cannot set one ({p.returncode} {p.stderr.strip()})')
+    # what the socket does not understand changes nothing
+    bad = {'wrong magic': b'XXXX\x00\x03abc', 'over the cap': request('x' * 1025),
+           'shorter than announced': b'MVP1\x00\x10abc', 'trailing bytes': request(PASSV) + b'!',
+           'embedded NUL': request('abc\x00defgh'), 'just a header': b'MVP'}
+    for what, msg in bad.items():
+        ans = raw_request(v, ADMIN, msg)
+        check(ans == 'malformed', f'R-OUT-4: a socket message with {what} is answered "malformed" ({ans!r})')
+    ans = raw_request(v, ADMIN, b'MVP1\xff\xff' + b'y' * 70000)
+    check(ans in ('malformed', ''), f'R-OUT-4: an oversized message is refused ({ans!r})')
+    p = run(['cp', src, v.path('secret.txt')], user=ADMIN)
+    check(p.returncode != 0 and not any(n.startswith('secret') for n in raw_files(raw)),
+          'R-OUT-4: after malformed messages still no passphrase held: EACCES')
+    p = run([os.path.join(BUILD, 'mediactl', 'mediactl'), 'passphrase', '--view-socket', v.pass_socket, PASSV],
+            user=ADMIN)
+    check(p.returncode == 2, 'R-OUT-4: the passphrase is never taken from argv (usage error)')
+
+    p = set_passphrase(v, ADMIN, PASSV)
+    check(p.returncode == 0, f'R-OUT-4: a write-passphrase user sets one with --passphrase-fd ({p.stderr.strip()})')
+    # a malformed message after that does not take it away
+    check(raw_request(v, ADMIN, b'garbage!') == 'malformed', 'R-OUT-4: garbage after setting: malformed')
+    t0 = time.time()
+    p = run(['cp', src, v.path('secret.txt')], user=ADMIN)
+    cost = time.time() - t0
+    print(f'# cp of {len(data)} bytes with passphrase output (scrypt log2 N 18): {cost:.2f} s')
+    files = raw_files(raw)
+    check(p.returncode == 0 and 'secret.txt.age' in files and 'secret.txt' not in files,
+          f'R-OUT-4: after mediactl passphrase the copy is stored as secret.txt.age ({p.stderr.strip()})')
+    stored = os.path.join(raw, 'secret.txt.age')
+    check(age_pass_open(stored, PASSV, tmp) == data, 'R-OUT-4: the reference age -d opens it with the passphrase')
+    check(age_open(ids, stored) != data and
+          subprocess.run(['age', '-d', '-i', ids, stored], capture_output=True).returncode != 0,
+          'R-OUT-4: the organisation identity does not open a passphrase file')
+    check(age_pass_open(stored, PASSV2, tmp) is None, 'R-OUT-4: another passphrase does not open it')
+    with open(stored, 'rb') as f:
+        head = f.read(200)
+    check(b'-> scrypt ' in head and data[:20] not in head, 'R-OUT-4: an age scrypt file, no plaintext')
+    recs = file_records(pd, 'media.output', 'secret.txt')
+    check(len(recs) == 1 and all(recs[0].get(k) not in (None, '') for k in FIELDS if k != 'source_path') and
+          recs[0].get('form') == 'age-passphrase' and recs[0].get('stored_name') == 'secret.txt.age' and
+          recs[0].get('user') == ADMIN and recs[0].get('size') == str(len(data)) and recs[0].get('medium') == MEDIUM
+          and recs[0].get('source_path') == src,
+          f'R-EV-1, R-EV-2: the passphrase output record carries every field, form age-passphrase ({recs})')
+    t0 = time.time()
+    p = subprocess.run(as_user(ADMIN) + ['cat', v.path('secret.txt')], capture_output=True, timeout=120)
+    print(f'# cat of it back through the view (scrypt at open): {time.time() - t0:.2f} s')
+    check(p.returncode == 0 and p.stdout == data,
+          f'R-OUT-4, R-IN-1: reading it back through the view gives the plaintext ({p.returncode})')
+    recs = file_records(pd, 'media.input', 'secret.txt')
+    check(len(recs) == 1 and recs[0].get('form') == 'age-passphrase' and recs[0].get('user') == ADMIN,
+          f'R-EV-1: the input is recorded as age-passphrase ({recs})')
+
+    # another passphrase user: cannot use admin's passphrase, neither to read nor to write
+    p = subprocess.run(as_user(STAFF2) + ['cat', v.path('secret.txt')], capture_output=True, timeout=120)
+    check(p.returncode != 0 and p.stdout == b'', 'R-OUT-4: another user does not read it with no passphrase set')
+    src2 = make_source(tmp, 'other.txt', b'staff2 file\n', owner=STAFF2)
+    p = run(['cp', src2, v.path('other.txt')], user=STAFF2)
+    check(p.returncode != 0 and 'Permission denied' in p.stderr,
+          'R-OUT-4: another passphrase user does not write with admin\'s passphrase')
+    p = set_passphrase(v, STAFF2, PASSV2)
+    check(p.returncode == 0, 'R-OUT-4: staff2 sets a passphrase of its own')
+    p = subprocess.run(as_user(STAFF2) + ['cat', v.path('secret.txt')], capture_output=True, timeout=120)
+    check(p.returncode != 0 and p.stdout == b'', 'R-OUT-4: staff2\'s passphrase does not open admin\'s file')
+    p = run(['cp', src2, v.path('other.txt')], user=STAFF2)
+    other = os.path.join(raw, 'other.txt.age')
+    check(p.returncode == 0 and age_pass_open(other, PASSV2, tmp) == b'staff2 file\n' and
+          age_pass_open(other, PASSV, tmp) is None,
+          'R-OUT-4: staff2\'s file is encrypted to staff2\'s passphrase, not admin\'s')
+    p = subprocess.run(as_user(STAFF2) + ['cat', v.path('other.txt')], capture_output=True, timeout=120)
+    check(p.returncode == 0 and p.stdout == b'staff2 file\n',
+          'R-OUT-4, R-IN-1: staff2 reads its own file back (so the refusal above was the passphrase\'s)')
+
+    # forgetting: the next copy is refused again
+    p = set_passphrase(v, ADMIN, None, '--forget')
+    check(p.returncode == 0, f'R-OUT-4: --forget ({p.stderr.strip()})')
+    p = run(['cp', src, v.path('again.txt')], user=ADMIN)
+    recs = file_records(pd, 'media.output.refused', 'again.txt')
+    check(p.returncode != 0 and not any(n.startswith('again') for n in raw_files(raw)) and
+          recs and recs[0].get('reason') == 'no-passphrase', 'R-OUT-4: after --forget the copy is refused again')
+    # the right taken away takes the passphrase with it (fail closed)
+    for gid in grant_ids(pd, STAFF2):
+        pd.mediactl('grant', 'revoke', gid, '--key', key, '--passphrase-fd', '0', user=MANAGER, input=PASS,
+                    check=True)
+    v.proc.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    pd.mediactl('grant', 'create', '--key', key, '--passphrase-fd', '0', '--media', MEDIUM, '--user', STAFF2,
+                '--any-host', '--until', '+2h', '--mode', 'write-passphrase', user=MANAGER, input=PASS, check=True)
+    v.proc.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    p = run(['cp', src2, v.path('other2.txt')], user=STAFF2)
+    check(p.returncode != 0 and not any(n.startswith('other2') for n in raw_files(raw)),
+          'R-OUT-4: a passphrase right that ended took its passphrase with it (granted again: none held)')
+
+
 def test_agent_spawn(pd, tmp, mdir, name, keys):
     """The agent's own start and stop of the view (agent/view-spawn.c, through the test tool)."""
     env = dict(os.environ, MAMORI_VIEW_BINARY=VIEW)
@@ -602,6 +808,9 @@ def test_agent_spawn(pd, tmp, mdir, name, keys):
         check(mp == want and fstype == 'fuse.mamori' and {'nosuid', 'nodev', 'noexec'} <= (opts or set()),
               f'agent: the view of {no!r} is served at {want} ({mp} {fstype})')
         if no == MEDIUM:
+            sock = '/run/mamori-agent/view/' + MEDIUM + '.sock'
+            check(os.path.exists(sock) and stat.S_ISSOCK(os.stat(sock).st_mode),
+                  f'R-OUT-4: the agent gives the view its passphrase socket at {sock}')
             src = make_source(tmp, 'agent.txt', b'through the agent\n')
             c = run(['cp', src, os.path.join(mp, 'agent.txt')], user=STAFF)
             check(c.returncode == 0 and os.path.exists(os.path.join(mdir, name, 'agent.txt.age')),
@@ -661,6 +870,7 @@ def main():
             test_rotation(pd, v, raw, ids, keys, tmp)
             test_once(pd, v, raw, ids, tmp)
             test_rights_change(pd, v, tmp)
+            test_passphrase(pd, v, raw, ids, tmp)
             v.proc.send_signal(signal.SIGTERM)
             rc = v.proc.wait(20)
             check(rc == 0 and mount_info(v.mp)[0] is None, 'SIGTERM: the view unmounts and exits')
