@@ -650,7 +650,10 @@ def raw_request(v, user, data):
     code = ('import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n'
             'try:\n    s.sendall(bytes.fromhex(sys.stdin.read()))\n    s.shutdown(socket.SHUT_WR)\n'
             'except OSError:\n    pass\nprint(s.recv(100).decode().strip())\n')
-    return run(['python3', '-c', code, v.pass_socket], user=user, input=data.hex()).stdout.strip()
+    who = ['setpriv', f'--reuid={user}', f'--regid={user}', '--clear-groups'] if isinstance(user, int) else \
+        as_user(user)
+    return subprocess.run(who + ['python3', '-c', code, v.pass_socket], input=data.hex(), capture_output=True,
+                          text=True, timeout=60).stdout.strip()
 
 
 def request(passphrase):
@@ -716,6 +719,16 @@ def test_passphrase(pd, v, raw, ids, tmp):
             user=ADMIN)
     check(p.returncode == 2, 'R-OUT-4: the passphrase is never taken from argv (usage error)')
 
+    # a uid without a name cannot be decided: no right (fail closed)
+    ans = raw_request(v, 54321, request(PASSV))
+    check(ans == 'no-passphrase-right', f'R-OUT-4: a caller the view cannot resolve holds no right ({ans!r})')
+    # a client that sends half a request and waits: dropped after the time limit, the socket still answers
+    code = ('import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n'
+            's.sendall(b"MVP1\\x00\\x10ab")\ns.settimeout(20)\nt=time.time()\n'
+            'print(s.recv(100).decode().strip(), round(time.time()-t, 1))\n')
+    out = run(['python3', '-c', code, v.pass_socket], user=ADMIN).stdout.split()
+    check(len(out) == 2 and out[0] == 'malformed' and 1.5 <= float(out[1]) <= 10,
+          f'R-OUT-4: a client that stalls mid-request is answered "malformed" after 2 s ({out})')
     p = set_passphrase(v, ADMIN, PASSV)
     check(p.returncode == 0, f'R-OUT-4: a write-passphrase user sets one with --passphrase-fd ({p.stderr.strip()})')
     # a malformed message after that does not take it away
@@ -750,6 +763,11 @@ def test_passphrase(pd, v, raw, ids, tmp):
     recs = file_records(pd, 'media.input', 'secret.txt')
     check(len(recs) == 1 and recs[0].get('form') == 'age-passphrase' and recs[0].get('user') == ADMIN,
           f'R-EV-1: the input is recorded as age-passphrase ({recs})')
+    # its size shows as 0 (stat runs no scrypt): cp out still copies all of it (direct_io)
+    out = os.path.join(tmp, 'src-' + ADMIN, 'secret-back.txt')
+    p = run(['cp', v.path('secret.txt'), out], user=ADMIN)
+    with open(out, 'rb') as f:
+        check(p.returncode == 0 and f.read() == data, f'R-IN-1: cp out of the view gives the plaintext ({p.stderr})')
 
     # another passphrase user: cannot use admin's passphrase, neither to read nor to write
     p = subprocess.run(as_user(STAFF2) + ['cat', v.path('secret.txt')], capture_output=True, timeout=120)
@@ -771,6 +789,16 @@ def test_passphrase(pd, v, raw, ids, tmp):
     check(p.returncode == 0 and p.stdout == b'staff2 file\n',
           'R-OUT-4, R-IN-1: staff2 reads its own file back (so the refusal above was the passphrase\'s)')
 
+    # forgotten while a file is open for writing: its close is refused, nothing stays (fail closed)
+    procs, go = hold_writers(v, tmp, ['held.txt'])
+    p = set_passphrase(v, ADMIN, None, '--forget')
+    open(go, 'w').close()
+    out = procs[0].communicate(timeout=60)[0].strip()
+    recs = file_records(pd, 'media.output.refused', 'held.txt')
+    check(p.returncode == 0 and out == 'error 13' and not any(n.startswith('held') for n in raw_files(raw)) and
+          len(recs) == 1 and recs[0].get('reason') == 'no-passphrase',
+          f'R-OUT-4: passphrase forgotten before the close: EACCES, nothing stored, refusal recorded ({out} {recs})')
+    p = set_passphrase(v, ADMIN, PASSV)
     # forgetting: the next copy is refused again
     p = set_passphrase(v, ADMIN, None, '--forget')
     check(p.returncode == 0, f'R-OUT-4: --forget ({p.stderr.strip()})')
@@ -791,6 +819,40 @@ def test_passphrase(pd, v, raw, ids, tmp):
     p = run(['cp', src2, v.path('other2.txt')], user=STAFF2)
     check(p.returncode != 0 and not any(n.startswith('other2') for n in raw_files(raw)),
           'R-OUT-4: a passphrase right that ended took its passphrase with it (granted again: none held)')
+
+
+def test_passphrase_unsafe_dir(v, tmp, raw):
+    """R-OUT-4, fail closed: a socket directory others may write to is not used; nobody can
+    hand that view a passphrase, so its passphrase output is refused."""
+    bad = os.path.join(tmp, 'badrun')
+    os.mkdir(bad)
+    os.chmod(bad, 0o777)
+    mp2 = os.path.join(tmp, 'view2')
+    argv = list(v.argv)
+    argv[argv.index('--mountpoint') + 1] = mp2
+    argv[argv.index('--pass-socket') + 1] = os.path.join(bad, 'x.sock')
+    log = os.path.join(tmp, 'view2.log')
+    with open(log, 'w') as lf:
+        proc = subprocess.Popen(argv, stdout=lf, stderr=lf)
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline and mount_info(mp2)[0] is None and proc.poll() is None:
+            time.sleep(0.05)
+        check(not os.path.exists(os.path.join(bad, 'x.sock')) and mount_info(mp2)[0] is not None,
+              'R-OUT-4: a world-writable socket directory: the view serves, but takes no passphrase')
+        src = make_source(tmp, 'unsafe.txt', b'no passphrase possible\n', owner=ADMIN)
+        p = run(['cp', src, os.path.join(mp2, 'unsafe.txt')], user=ADMIN)
+        check(p.returncode != 0 and 'Permission denied' in p.stderr and
+              not any(n.startswith('unsafe') for n in raw_files(raw)),
+              f'R-OUT-4: ...and its passphrase output is refused ({p.stderr.strip()})')
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        subprocess.run(['umount', '-l', mp2], capture_output=True)
 
 
 def test_agent_spawn(pd, tmp, mdir, name, keys):
@@ -871,6 +933,7 @@ def main():
             test_once(pd, v, raw, ids, tmp)
             test_rights_change(pd, v, tmp)
             test_passphrase(pd, v, raw, ids, tmp)
+            test_passphrase_unsafe_dir(v, tmp, raw)
             v.proc.send_signal(signal.SIGTERM)
             rc = v.proc.wait(20)
             check(rc == 0 and mount_info(v.mp)[0] is None, 'SIGTERM: the view unmounts and exits')
