@@ -90,15 +90,7 @@ static int store_and_answer(server *srv, conn *c, const mamori_msg *req, mamori_
         if (r < 0)
                 return conn_reply(c, req->type, r == -EINVAL ? MAMORI_E_INVALID : MAMORI_E_STORAGE,
                                   r == -EINVAL ? "record too large" : "evidence could not be stored");
-        mamori_msg *m;
-        r = mamori_msg_new(req->type, MAMORI_OK, &m);
-        if (r < 0)
-                return r;
-        mamori_msg_put_u64(m, MAMORI_F_EV_SEQ, seq);
-        r = conn_send(c, m);
-        mamori_msg_free(m);
-        conn_hold_for_commit(c);
-        return r;
+        return conn_reply_stored(c, req, seq);
 }
 
 static int handle_submit(server *srv, conn *c, const mamori_msg *req)

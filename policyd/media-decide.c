@@ -494,13 +494,5 @@ int media_grant_use_submit(server *srv, conn *c, const mamori_msg *req,
         }
         (void)media_exec(db, "RELEASE use");
         server_media_changed(srv); /* the once-only right is gone */
-        mamori_msg *m;
-        r = mamori_msg_new(req->type, MAMORI_OK, &m);
-        if (r < 0)
-                return r;
-        mamori_msg_put_u64(m, MAMORI_F_EV_SEQ, seq);
-        r = conn_send(c, m);
-        mamori_msg_free(m);
-        conn_hold_for_commit(c);
-        return r;
+        return conn_reply_stored(c, req, seq);
 }

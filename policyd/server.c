@@ -291,6 +291,19 @@ int conn_reply(conn *c, uint16_t type, mamori_status status, const char *text)
         return r;
 }
 
+int conn_reply_stored(conn *c, const mamori_msg *req, uint64_t seq)
+{
+        mamori_msg *m;
+        int r = mamori_msg_new(req->type, MAMORI_OK, &m);
+        if (r < 0)
+                return r;
+        mamori_msg_put_u64(m, MAMORI_F_EV_SEQ, seq);
+        r = conn_send(c, m);
+        mamori_msg_free(m);
+        conn_hold_for_commit(c); /* "ok" leaves only once the record is durable */
+        return r;
+}
+
 void conn_watch_media(conn *c)
 {
         c->watching = true;

@@ -59,6 +59,9 @@ int conn_send(conn *c, mamori_msg *m);
 int conn_reply(conn *c, uint16_t type, mamori_status status, const char *text);
 /* The reply queued so far depends on the open batch: hold it until the commit. */
 void conn_hold_for_commit(conn *c);
+/* Answers req "ok" with the evidence sequence number seq, held until the record is
+ * durable (R-EV-9). Returns 0 or -errno. */
+int conn_reply_stored(conn *c, const mamori_msg *req, uint64_t seq);
 /* The output queued so far depends on nothing uncommitted: send it now rather than
  * after the batch's commit (nothing is sent while earlier output waits for it). */
 void conn_send_now(server *srv, conn *c);
