@@ -798,7 +798,18 @@ def test_passphrase(pd, v, raw, ids, tmp):
     check(p.returncode == 0 and out == 'error 13' and not any(n.startswith('held') for n in raw_files(raw)) and
           len(recs) == 1 and recs[0].get('reason') == 'no-passphrase',
           f'R-OUT-4: passphrase forgotten before the close: EACCES, nothing stored, refusal recorded ({out} {recs})')
-    p = set_passphrase(v, ADMIN, PASSV)
+    # on a terminal: asked twice without echo, two that differ keep nothing
+    ctl = [shutil.which(as_user(ADMIN)[0])] + as_user(ADMIN)[1:] + [os.path.join(BUILD, 'mediactl', 'mediactl'),
+                                                                    'passphrase', '--view-socket', v.pass_socket]
+    rc, txt = run_pty(ctl, [PASSV, PASSV2])
+    p = run(['cp', src, v.path('tty.txt')], user=ADMIN)
+    check(rc == 2 and 'differ' in txt and PASSV not in txt and p.returncode != 0,
+          f'R-OUT-4: two passphrases that differ on the terminal: nothing sent, still refused ({rc})')
+    rc, txt = run_pty(ctl, [PASSV, PASSV])
+    p = run(['cp', src, v.path('tty.txt')], user=ADMIN)
+    check(rc == 0 and PASSV not in txt and p.returncode == 0 and
+          age_pass_open(os.path.join(raw, 'tty.txt.age'), PASSV, tmp) == data,
+          f'R-OUT-4: mediactl passphrase on a terminal asks twice without echo, and the view uses it ({rc} {txt!r})')
     # forgetting: the next copy is refused again
     p = set_passphrase(v, ADMIN, None, '--forget')
     check(p.returncode == 0, f'R-OUT-4: --forget ({p.stderr.strip()})')
