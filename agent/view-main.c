@@ -8,9 +8,11 @@
  *   mamori-view --raw DIR --mountpoint DIR [--socket PATH] [--keys-dir DIR]
  *               [--stage-dir DIR] --medium NO --vendor V --product P --serial S
  *               --port PORT [--size BYTES] [--fs-uuid UUID] [--pass-socket PATH]
+ *               [--pass-ttl SECONDS]
  *
  * --pass-socket: where users hand over the passphrase for write-passphrase output
- * (view-pass.c); without it passphrase output is refused.
+ * (view-pass.c); without it passphrase output is refused. --pass-ttl: how long one is
+ * held at most (default 8 h; the agent passes none, tests a short one).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -41,11 +43,12 @@ static void usage(FILE *f)
         fputs("Usage: mamori-view --raw DIR --mountpoint DIR [--socket PATH] [--keys-dir DIR]\n"
               "                   [--stage-dir DIR] --medium NO --vendor V --product P --serial S\n"
               "                   --port PORT [--size BYTES] [--fs-uuid UUID] [--kind storage|optical]\n"
-              "                   [--pass-socket PATH]\n",
+              "                   [--pass-socket PATH] [--pass-ttl SECONDS]\n",
               f);
 }
 
-static int parse_args(int argc, char *argv[], view *v, const char **stage, const char **pass_socket)
+static int parse_args(int argc, char *argv[], view *v, const char **stage, const char **pass_socket,
+                      unsigned *pass_ttl)
 {
         static const struct option lo[] = {
                 {"raw", required_argument, NULL, 'r'},      {"mountpoint", required_argument, NULL, 'm'},
@@ -55,6 +58,7 @@ static int parse_args(int argc, char *argv[], view *v, const char **stage, const
                 {"serial", required_argument, NULL, 'N'},   {"port", required_argument, NULL, 'p'},
                 {"size", required_argument, NULL, 'z'},     {"fs-uuid", required_argument, NULL, 'u'},
                 {"kind", required_argument, NULL, 'K'},     {"pass-socket", required_argument, NULL, 'A'},
+                {"pass-ttl", required_argument, NULL, 'T'},
                 {"help", no_argument, NULL, 'h'},           {},
         };
         int c;
@@ -67,6 +71,13 @@ static int parse_args(int argc, char *argv[], view *v, const char **stage, const
                 case 'k': v->keys_dir = optarg; break;
                 case 'S': *stage = optarg; break;
                 case 'A': *pass_socket = optarg; break;
+                case 'T':
+                        errno = 0;
+                        unsigned long ttl = strtoul(optarg, &end, 10);
+                        if (errno || *end || end == optarg || optarg[0] == '-' || ttl == 0 || ttl > VIEW_PASS_TTL_S)
+                                return -EINVAL; /* never longer than the default */
+                        *pass_ttl = (unsigned)ttl;
+                        break;
                 case 'n': v->medium_arg = optarg; break;
                 case 'V': v->vendor = optarg; break;
                 case 'P': v->product = optarg; break;
@@ -255,7 +266,8 @@ int main(int argc, char *argv[])
                          .lock = PTHREAD_MUTEX_INITIALIZER, .rights = {.verdict = -1, .next_change = INT64_MAX},
                          .fs_uuid = "", .kind = "storage"};
         const char *stage = STAGE_DIR_DEFAULT, *pass_socket = NULL;
-        if (parse_args(argc, argv, &v, &stage, &pass_socket) < 0) {
+        unsigned pass_ttl = VIEW_PASS_TTL_S;
+        if (parse_args(argc, argv, &v, &stage, &pass_socket, &pass_ttl) < 0) {
                 usage(stderr);
                 return 2;
         }
@@ -287,7 +299,7 @@ int main(int argc, char *argv[])
         sigaddset(&ss, SIGHUP);
         pthread_sigmask(SIG_BLOCK, &ss, NULL);
         /* after the mask (its thread must not take SIGHUP), before the rights thread (which prunes) */
-        if (pass_socket && (r = view_pass_start(&v, pass_socket)) < 0) /* passphrase output refused */
+        if (pass_socket && (r = view_pass_start(&v, pass_socket, pass_ttl)) < 0) /* passphrase output refused */
                 log_warning_errno(r, "Cannot listen for passphrases on %s: passphrase output is refused: %m",
                                   pass_socket);
         pthread_t t;

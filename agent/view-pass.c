@@ -31,7 +31,6 @@
 #include "view.h"
 
 #define SLOTS 64                 /* users holding a passphrase on one medium at once */
-#define TTL_S (8 * 3600)         /* a held passphrase is forgotten after this */
 #define IO_TIMEOUT_S 2           /* a client that does not send its message in time is dropped */
 #define MAGIC "MVP1"             /* request: MAGIC, u16 big-endian length, that many bytes */
 #define HDR_LEN (4 + 2)
@@ -48,6 +47,7 @@ struct view_pass {
         slot slots[SLOTS];
         int listen_fd;
         char *path;
+        unsigned ttl_s; /* a held passphrase is forgotten this long after it was set */
 };
 
 const char *view_pass_status_to_string(view_pass_status s)
@@ -106,7 +106,7 @@ static int store(view_pass *p, uid_t uid, const char *pass, size_t len)
                         s = &p->slots[i];
         if (s) {
                 slot_wipe(s);
-                *s = (slot){.uid = uid, .expires = mono_s() + TTL_S, .pass = copy};
+                *s = (slot){.uid = uid, .expires = mono_s() + p->ttl_s, .pass = copy};
         }
         pthread_mutex_unlock(&p->lock);
         if (!s) {
@@ -294,7 +294,7 @@ static int socket_dir(const char *path)
         return 0;
 }
 
-int view_pass_start(view *v, const char *path)
+int view_pass_start(view *v, const char *path, unsigned ttl_s)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         if (strlen(path) >= sizeof sa.sun_path || path[0] != '/')
@@ -322,6 +322,7 @@ int view_pass_start(view *v, const char *path)
         pthread_mutex_init(&p->lock, NULL);
         p->listen_fd = TAKE_FD(fd);
         p->path = TAKE_PTR(pp);
+        p->ttl_s = ttl_s;
         v->pass = TAKE_PTR(p);
         pthread_t t;
         r = pthread_create(&t, NULL, pass_thread, v);

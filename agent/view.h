@@ -250,6 +250,7 @@ void view_nodes_rename(view *v, const char *from, const char *to);
 /* view-pass.c: passphrases for write-passphrase output, handed over a unix socket
  * (docs/protocol.md "Media view passphrase socket"). */
 #define VIEW_PASS_MAX 1024
+#define VIEW_PASS_TTL_S (8 * 3600) /* default: a held passphrase is forgotten 8 h after it was set */
 /* The socket's answers (one line each); a closed set. */
 typedef enum view_pass_status {
         VIEW_PASS_OK,        /* held for the caller */
@@ -262,9 +263,9 @@ typedef enum view_pass_status {
 } view_pass_status;
 const char *view_pass_status_to_string(view_pass_status s);
 /* Listens on path (its directory made 0755 and checked root's, the socket 0666) and starts
- * the thread answering it. Returns 0 or -errno (then no passphrase is ever held: passphrase
- * output is refused, fail closed). */
-int view_pass_start(view *v, const char *path);
+ * the thread answering it; passphrases are held for ttl_s at most. Returns 0 or -errno (then
+ * no passphrase is ever held: passphrase output is refused, fail closed). */
+int view_pass_start(view *v, const char *path, unsigned ttl_s);
 /* Removes the socket and wipes every passphrase held (at the view's end). */
 void view_pass_stop(view *v);
 /* True if uid holds a passphrase now (not expired). */

@@ -832,38 +832,69 @@ def test_passphrase(pd, v, raw, ids, tmp):
           'R-OUT-4: a passphrase right that ended took its passphrase with it (granted again: none held)')
 
 
+class SecondView:
+    """Another mamori-view on the same raw mount, with its own mount point and passphrase socket."""
+    def __init__(self, v, tmp, name, sock, extra=()):
+        self.mp = os.path.join(tmp, name)
+        argv = list(v.argv)
+        argv[argv.index('--mountpoint') + 1] = self.mp
+        argv[argv.index('--pass-socket') + 1] = sock
+        self.pass_socket = sock
+        with open(os.path.join(tmp, name + '.log'), 'w') as lf:
+            self.proc = subprocess.Popen(argv + list(extra), stdout=lf, stderr=lf)
+        deadline = time.time() + 20
+        while time.time() < deadline and mount_info(self.mp)[0] is None and self.proc.poll() is None:
+            time.sleep(0.05)
+
+    def path(self, *p):
+        return os.path.join(self.mp, *p)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        subprocess.run(['umount', '-l', self.mp], capture_output=True)
+
+
 def test_passphrase_unsafe_dir(v, tmp, raw):
     """R-OUT-4, fail closed: a socket directory others may write to is not used; nobody can
     hand that view a passphrase, so its passphrase output is refused."""
     bad = os.path.join(tmp, 'badrun')
     os.mkdir(bad)
     os.chmod(bad, 0o777)
-    mp2 = os.path.join(tmp, 'view2')
-    argv = list(v.argv)
-    argv[argv.index('--mountpoint') + 1] = mp2
-    argv[argv.index('--pass-socket') + 1] = os.path.join(bad, 'x.sock')
-    log = os.path.join(tmp, 'view2.log')
-    with open(log, 'w') as lf:
-        proc = subprocess.Popen(argv, stdout=lf, stderr=lf)
-    try:
-        deadline = time.time() + 20
-        while time.time() < deadline and mount_info(mp2)[0] is None and proc.poll() is None:
-            time.sleep(0.05)
-        check(not os.path.exists(os.path.join(bad, 'x.sock')) and mount_info(mp2)[0] is not None,
+    with SecondView(v, tmp, 'view2', os.path.join(bad, 'x.sock')) as v2:
+        check(not os.path.exists(v2.pass_socket) and mount_info(v2.mp)[0] is not None,
               'R-OUT-4: a world-writable socket directory: the view serves, but takes no passphrase')
         src = make_source(tmp, 'unsafe.txt', b'no passphrase possible\n', owner=ADMIN)
-        p = run(['cp', src, os.path.join(mp2, 'unsafe.txt')], user=ADMIN)
+        p = run(['cp', src, v2.path('unsafe.txt')], user=ADMIN)
         check(p.returncode != 0 and 'Permission denied' in p.stderr and
               not any(n.startswith('unsafe') for n in raw_files(raw)),
               f'R-OUT-4: ...and its passphrase output is refused ({p.stderr.strip()})')
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        subprocess.run(['umount', '-l', mp2], capture_output=True)
+
+
+def test_passphrase_ttl(v, tmp, raw):
+    """R-OUT-4: a held passphrase is forgotten after the time limit (8 h; 8 s here)."""
+    with SecondView(v, tmp, 'view3', os.path.join(tmp, 'run', 'ttl.sock'), ['--pass-ttl', '8']) as v3:
+        src = make_source(tmp, 'ttl.txt', b'kept for a while\n', owner=ADMIN)
+        t_set = time.time()
+        p = set_passphrase(v3, ADMIN, PASSV)
+        c = run(['cp', src, v3.path('ttl1.txt')], user=ADMIN)
+        check(p.returncode == 0 and c.returncode == 0 and 'ttl1.txt.age' in raw_files(raw),
+              f'R-OUT-4: within the time limit the passphrase is used ({p.stderr.strip()} {c.stderr.strip()})')
+        time.sleep(max(0, t_set + 9 - time.time()))
+        c = run(['cp', src, v3.path('ttl2.txt')], user=ADMIN)
+        check(c.returncode != 0 and 'Permission denied' in c.stderr and
+              not any(n.startswith('ttl2') for n in raw_files(raw)),
+              f'R-OUT-4: after the time limit it is forgotten: EACCES ({c.stderr.strip()})')
+    p = run([VIEW, '--raw', raw, '--mountpoint', '/nonexistent', '--medium', 'X', '--vendor', 'v', '--product', 'p',
+             '--serial', 's', '--port', '1', '--pass-ttl', str(8 * 3600 + 1)])
+    check(p.returncode == 2, 'R-OUT-4: a time limit above 8 h is refused')
 
 
 def test_agent_spawn(pd, tmp, mdir, name, keys):
@@ -945,6 +976,7 @@ def main():
             test_rights_change(pd, v, tmp)
             test_passphrase(pd, v, raw, ids, tmp)
             test_passphrase_unsafe_dir(v, tmp, raw)
+            test_passphrase_ttl(v, tmp, raw)
             v.proc.send_signal(signal.SIGTERM)
             rc = v.proc.wait(20)
             check(rc == 0 and mount_info(v.mp)[0] is None, 'SIGTERM: the view unmounts and exits')
