@@ -7,7 +7,9 @@ real users and groups for the roles, and the real mediactl run as those users.
 """
 import grp
 import os
+import pty
 import pwd
+import select
 import shutil
 import signal
 import socket
@@ -173,3 +175,35 @@ def done():
     """Ends a test script with the plain closing line and the exit code."""
     print(f'{len(PASSED)} passed, {len(FAILURES)} failed')
     sys.exit(1 if FAILURES else 0)
+
+
+def run_pty(argv, answers, env=None, timeout=120):
+    """Runs argv on a new pseudo-terminal (its controlling tty), typing the next answer
+    each time the output since the last one ends in a prompt (": "). Returns (rc, output)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execve(argv[0], argv, env or os.environ)
+        finally:
+            os._exit(127)
+    out, since, left = b'', b'', list(answers)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            out += data
+            since += data
+        if left and since.rstrip(b' ').endswith(b':'):
+            os.write(fd, (left.pop(0) + '\n').encode())
+            since = b''
+    if time.time() >= deadline:
+        os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out.decode(errors='replace')

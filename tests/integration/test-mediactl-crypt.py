@@ -11,9 +11,7 @@ MAMORI_AGE_INTEROP_BIG=0 to leave them out."""
 import hashlib
 import json
 import os
-import pty
 import pwd
-import select
 import shutil
 import socket
 import stat
@@ -24,7 +22,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mamori_test import Policyd, check, done  # noqa: E402
+from mamori_test import Policyd, check, done, run_pty  # noqa: E402
 
 STAFF, AUDITOR = 'mamori-t-staff', 'mamori-t-auditor'
 PASS = 'correct horse battery staple'
@@ -63,38 +61,6 @@ def read(path):
 def leftovers(d):
     """Temporary files mediactl may have left in d."""
     return [n for n in os.listdir(d) if n.startswith('.mediactl-')]
-
-
-def run_pty(argv, answers, env=None, timeout=120):
-    """Runs argv on a new pseudo-terminal (its controlling tty), typing the next answer
-    each time the output since the last one ends in a prompt (": "). Returns (rc, output)."""
-    pid, fd = pty.fork()
-    if pid == 0:
-        try:
-            os.execve(argv[0], argv, env or os.environ)
-        finally:
-            os._exit(127)
-    out, since, left = b'', b'', list(answers)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        r, _, _ = select.select([fd], [], [], 0.2)
-        if r:
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            out += data
-            since += data
-        if left and since.rstrip(b' ').endswith(b':'):
-            os.write(fd, (left.pop(0) + '\n').encode())
-            since = b''
-    if time.time() >= deadline:
-        os.kill(pid, 9)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), out.decode(errors='replace')
 
 
 def test_key_management(pd, keys):

@@ -11,9 +11,7 @@ program runs from the view (R-ATK-1)."""
 import errno
 import json
 import os
-import pty
 import pwd
-import select
 import shutil
 import signal
 import socket
@@ -25,7 +23,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mamori_test import BUILD, Policyd, as_user, check, done  # noqa: E402
+from mamori_test import BUILD, Policyd, as_user, check, done, run_pty  # noqa: E402
 
 VIEW = os.path.join(BUILD, 'agent', 'mamori-view')
 TOOL = os.path.join(BUILD, 'agent', 'mamori-agent-testtool')
@@ -593,38 +591,6 @@ def test_once(pd, v, raw, ids, tmp):
 
 
 PASSV, PASSV2 = 'view passphrase one', 'view passphrase two'
-
-
-def run_pty(argv, answers, timeout=120):
-    """Runs argv on a new pseudo-terminal (the reference age reads passphrases only from a
-    terminal), typing the next answer at each prompt ending in ':'. Returns (rc, output)."""
-    pid, fd = pty.fork()
-    if pid == 0:
-        try:
-            os.execv(argv[0], argv)
-        finally:
-            os._exit(127)
-    out, since, left = b'', b'', list(answers)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        r, _, _ = select.select([fd], [], [], 0.2)
-        if r:
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            out += data
-            since += data
-        if left and since.rstrip(b' ').endswith(b':'):
-            os.write(fd, (left.pop(0) + '\n').encode())
-            since = b''
-    if time.time() >= deadline:
-        os.kill(pid, 9)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), out.decode(errors='replace')
 
 
 def age_pass_open(path, passphrase, tmp):
