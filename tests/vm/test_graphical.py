@@ -29,13 +29,14 @@ common-account with pam_mamori, put there by pam-auth-update as tests/vm/test_id
 does). Passwords go into i3lock with xdotool (XTEST) on the Xvfb display, and into the
 agent's prompt with a USB keyboard through QEMU, on the VT the agent switched to.
 """
-import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mamori_vm import check, run_scenarios  # noqa: E402
+from test_idle import as_user, find_record, last_seq, records, wait_record  # noqa: E402
+from test_idle import failures as idle_failures  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.environ.get("MAMORI_SOURCE_ROOT") or os.path.join(HERE, "..", "..")
@@ -68,37 +69,8 @@ I3LOCK_PAM = """# /etc/pam.d/i3lock in the VM bench (tests/vm/test_graphical.py)
 DISPLAY = 5
 
 
-def as_user(vm, user):
-    r = vm.run(["id", "-g", user], check=True)
-    return ["setpriv", "--reuid=" + user, "--regid=" + r.stdout.strip(), "--init-groups"]
-
-
-def records(vm, type_):
-    r = vm.run(as_user(vm, "mamori-t-auditor") + [MEDIACTL, "log", "--type", type_, "--format", "json",
-                                                  "--limit", "100000"])
-    return sorted(json.loads(r.stdout or "[]"), key=lambda x: x["seq"]) if r.rc == 0 else []
-
-
-def find_record(vm, type_, session, after_seq):
-    for rec in records(vm, type_):
-        if rec["seq"] > after_seq and rec["type"] == type_ and rec["fields"].get("session") == session:
-            return rec
-    return None
-
-
-def wait_record(vm, type_, session, after_seq=0, timeout=60):
-    return vm.wait_for(lambda: find_record(vm, type_, session, after_seq), timeout=timeout, interval=0.5,
-                       what="%s for session %s" % (type_, session))
-
-
-def last_seq(vm):
-    r = records(vm, "session")
-    return r[-1]["seq"] if r else 0
-
-
 def failures(vm):
-    r = vm.run(as_user(vm, "mamori-t-admin") + [MEDIACTL, "user", "status", USER, "--format", "json"], check=True)
-    return json.loads(r.stdout)["failures"]
+    return idle_failures(vm, USER)
 
 
 def session_prop(vm, sid, prop):

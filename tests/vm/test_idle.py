@@ -52,13 +52,16 @@ def records(vm, type_):
     return sorted(json.loads(r.stdout or "[]"), key=lambda x: x["seq"]) if r.rc == 0 else []
 
 
+def find_record(vm, type_, session, after_seq):
+    for rec in records(vm, type_):
+        if rec["seq"] > after_seq and rec["type"] == type_ and rec["fields"].get("session") == session:
+            return rec
+    return None
+
+
 def wait_record(vm, type_, session, after_seq=0, timeout=60):
-    def find():
-        for rec in records(vm, type_):
-            if rec["seq"] > after_seq and rec["type"] == type_ and rec["fields"].get("session") == session:
-                return rec
-        return None
-    return vm.wait_for(find, timeout=timeout, interval=0.5, what="%s for session %s" % (type_, session))
+    return vm.wait_for(lambda: find_record(vm, type_, session, after_seq), timeout=timeout, interval=0.5,
+                       what="%s for session %s" % (type_, session))
 
 
 def last_seq(vm):
@@ -66,8 +69,8 @@ def last_seq(vm):
     return r[-1]["seq"] if r else 0
 
 
-def failures(vm):
-    r = vm.run(as_user(vm, "mamori-t-admin") + [MEDIACTL, "user", "status", USER, "--format", "json"], check=True)
+def failures(vm, user=USER):
+    r = vm.run(as_user(vm, "mamori-t-admin") + [MEDIACTL, "user", "status", user, "--format", "json"], check=True)
     return json.loads(r.stdout)["failures"]
 
 
