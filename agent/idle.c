@@ -43,7 +43,7 @@
 #define TICK_US (500 * 1000)            /* the check runs twice a second */
 /* graphical: LockedHint must come within this. 3 s, so that even the fallback locks
  * within R-IDLE-1's 5 s of the timeout (xss-lock + i3lock set it in well under 1 s). */
-#define LOCKER_WAIT_US (3 * 1000000)
+#define LOCKER_WAIT_US 2500000     /* a locker answered in under 0.7 s in vm-graphical */
 #define VT_WAIT_US (1000 * 1000)        /* a display server releasing its VT for the prompt */
 #define VT_STATE_MAX 15                 /* VT_GETSTATE's v_state has one bit per VT 1..15 */
 #define VT_RESERVED 6                   /* logind's ReserveVT default: always a getty there */
@@ -898,8 +898,8 @@ static void check_graphical(idle_watch *w, sess *s)
                 record(s, "session.lock", "action", "locker");
         } else if (s->state == SESS_ASKED && now_mono() - s->since > LOCKER_WAIT_US) {
                 /* No locker answered: the agent's own lock, never an open session. */
-                log_warning("Session %s: no screen locker set LockedHint within %d s; the agent locks it.", s->id,
-                            LOCKER_WAIT_US / 1000000);
+                log_warning("Session %s: no screen locker set LockedHint within %.1f s; the agent locks it.", s->id,
+                            LOCKER_WAIT_US / 1e6);
                 lock_frozen(s, "lock-no-locker");
         } else if (s->state == SESS_LOCKER && !locked) {
                 set_state(s, SESS_OPEN);

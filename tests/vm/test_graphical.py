@@ -45,7 +45,7 @@ MEDIACTL = os.path.join(BUILD, "mediactl", "mediactl")
 MODULE = os.path.join(BUILD, "pam_module", "pam_mamori.so")
 CONFIG_PATH = "/usr/local/etc/mamori/mamori.conf"
 TIMEOUT = 15
-LOCKER_WAIT = 3  # agent/idle.c LOCKER_WAIT_US
+LOCKER_WAIT = 2.5  # agent/idle.c LOCKER_WAIT_US
 USER, PASSWORD = "guiuser", "Gui#Pass7"
 CONFIG = "idle: { timeout = %d; };\nauth: { deny = 5; unlock_time = 900; };\n" % TIMEOUT
 PACKAGES = {"Xvfb": "xvfb", "xss-lock": "xss-lock", "i3lock": "i3lock", "xdotool": "xdotool",
@@ -241,7 +241,7 @@ def fallback_locks(vm):
         check(f["action"] == "lock-no-locker" and f["tty"].startswith("/dev/tty"), "lock record %r", f)
         # A locker had its chance first: LockSession at the timeout, then LOCKER_WAIT.
         delay = (lock["time_us"] - int(session_prop(vm, sid, "IdleSinceHint"))) / 1e6
-        check(delay >= TIMEOUT + LOCKER_WAIT - 0.5, "fallback %.2f s after going idle: before the locker's %d s",
+        check(delay >= TIMEOUT + LOCKER_WAIT - 0.5, "fallback %.2f s after going idle: before the locker's %.1f s",
               delay, LOCKER_WAIT)
         tty = f["tty"]
         active = (vm.read("/sys/class/tty/tty0/active") or b"").decode().strip()
