@@ -668,7 +668,7 @@ int view_node_commit(view *v, view_node *n, const view_caller *c)
                 return r;
         _cleanup_(sodium_freep) char *pass = NULL;
         if (form == VIEW_FORM_PASSPHRASE && view_pass_get(v, c->uid, &pass) < 0) {
-                /* forgotten or expired since the open: nothing to encrypt to, refused (R-OUT-4) */
+                /* forgotten or expired since the open: nothing to encrypt to, refused (R-OUT-1) */
                 refused(v, c, e.base, form, "no-passphrase");
                 return -EACCES;
         }

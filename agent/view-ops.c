@@ -231,7 +231,7 @@ static int may_write(view *v, const view_caller *c, const char *path)
         if (f == VIEW_FORM_NONE)
                 return refuse_output(v, c, path, "no-write-right");
         if (f == VIEW_FORM_PASSPHRASE && !view_pass_held(v, c->uid)) {
-                /* nothing to encrypt to: refused, and the user told how (R-OUT-4) */
+                /* nothing to encrypt to: refused, and the user told how (R-OUT-1, R-OUT-3) */
                 log_notice("%s has a passphrase right but no passphrase set: "
                            "\"mediactl passphrase %s\" sets one.", c->name, v->medium_arg);
                 return refuse_output(v, c, path, "no-passphrase");

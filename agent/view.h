@@ -99,7 +99,7 @@ typedef enum view_form {
 } view_form;
 const char *view_form_to_string(view_form f);
 /* encrypted whenever write-encrypted is held (R-OUT-1); plaintext only for write-plain
- * without it (R-OUT-3); to the writer's passphrase only for write-passphrase alone (R-OUT-4). */
+ * without it (R-OUT-3); to the writer's passphrase only for write-passphrase alone (R-OUT-1, R-OUT-3). */
 view_form view_form_for(uint8_t modes);
 /* The form c's next file is stored in: by c's lasting rights, else by an unused once-only
  * grant's (which that file then uses up). */

@@ -633,7 +633,7 @@ def grant_ids(pd, user):
 
 
 def test_passphrase(pd, v, raw, ids, tmp):
-    """R-OUT-4: a user whose only write right is write-passphrase stores files encrypted to
+    """R-OUT-1: a user whose only write right is write-passphrase stores files encrypted to
     a passphrase handed to the view with `mediactl passphrase` (never argv), only after
     setting one; nobody else sets or uses it; the socket refuses what it does not
     understand (R-EV-1, R-EV-2 for the records)."""
@@ -651,70 +651,70 @@ def test_passphrase(pd, v, raw, ids, tmp):
     st = os.stat(v.pass_socket)
     dst = os.stat(os.path.dirname(v.pass_socket))
     check(stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o666 and dst.st_uid == 0 and
-          stat.S_IMODE(dst.st_mode) == 0o755, 'R-OUT-4: the passphrase socket is 0666 in a root-owned 0755 directory')
+          stat.S_IMODE(dst.st_mode) == 0o755, 'R-OUT-1: the passphrase socket is 0666 in a root-owned 0755 directory')
 
     data = b'for the partner company, passphrase only\n' * 50
     src = make_source(tmp, 'secret.txt', data, owner=ADMIN)
     p = run(['cp', src, v.path('secret.txt')], user=ADMIN)
     check(p.returncode != 0 and 'Permission denied' in p.stderr and
           not any(n.startswith('secret') for n in raw_files(raw)),
-          f'R-OUT-4: write-passphrase with no passphrase set: EACCES, nothing on the medium ({p.stderr.strip()})')
+          f'R-OUT-3: write-passphrase with no passphrase set: EACCES, nothing on the medium ({p.stderr.strip()})')
     recs = file_records(pd, 'media.output.refused', 'secret.txt')
     check(len(recs) == 1 and recs[0].get('reason') == 'no-passphrase' and recs[0].get('user') == ADMIN and
           recs[0].get('form') == 'age-passphrase',
-          f'R-OUT-4, R-EV-1: the refusal is recorded with reason no-passphrase ({recs})')
+          f'R-OUT-1, R-EV-1: the refusal is recorded with reason no-passphrase ({recs})')
 
     # who may not set one: a write-encrypted user (no passphrase right), a user not on the medium
     for user in (STAFF, AUDITOR):
         p = set_passphrase(v, user, PASSV)
         check(p.returncode == 1 and 'no write-passphrase right' in p.stderr,
-              f'R-OUT-4: {user} without a passphrase right cannot set one ({p.returncode} {p.stderr.strip()})')
+              f'R-OUT-3: {user} without a passphrase right cannot set one ({p.returncode} {p.stderr.strip()})')
     # what the socket does not understand changes nothing
     bad = {'wrong magic': b'XXXX\x00\x03abc', 'over the cap': request('x' * 1025),
            'shorter than announced': b'MVP1\x00\x10abc', 'trailing bytes': request(PASSV) + b'!',
            'embedded NUL': request('abc\x00defgh'), 'just a header': b'MVP'}
     for what, msg in bad.items():
         ans = raw_request(v, ADMIN, msg)
-        check(ans == 'malformed', f'R-OUT-4: a socket message with {what} is answered "malformed" ({ans!r})')
+        check(ans == 'malformed', f'R-OUT-1: a socket message with {what} is answered "malformed" ({ans!r})')
     ans = raw_request(v, ADMIN, b'MVP1\xff\xff' + b'y' * 70000)
-    check(ans in ('malformed', ''), f'R-OUT-4: an oversized message is refused ({ans!r})')
+    check(ans in ('malformed', ''), f'R-OUT-1: an oversized message is refused ({ans!r})')
     p = run(['cp', src, v.path('secret.txt')], user=ADMIN)
     check(p.returncode != 0 and not any(n.startswith('secret') for n in raw_files(raw)),
-          'R-OUT-4: after malformed messages still no passphrase held: EACCES')
+          'R-OUT-1: after malformed messages still no passphrase held: EACCES')
     p = run([os.path.join(BUILD, 'mediactl', 'mediactl'), 'passphrase', '--view-socket', v.pass_socket, PASSV],
             user=ADMIN)
-    check(p.returncode == 2, 'R-OUT-4: the passphrase is never taken from argv (usage error)')
+    check(p.returncode == 2, 'R-OUT-1: the passphrase is never taken from argv (usage error)')
 
     # a uid without a name cannot be decided: no right (fail closed)
     ans = raw_request(v, 54321, request(PASSV))
-    check(ans == 'no-passphrase-right', f'R-OUT-4: a caller the view cannot resolve holds no right ({ans!r})')
+    check(ans == 'no-passphrase-right', f'R-OUT-3: a caller the view cannot resolve holds no right ({ans!r})')
     # a client that sends half a request and waits: dropped after the time limit, the socket still answers
     code = ('import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n'
             's.sendall(b"MVP1\\x00\\x10ab")\ns.settimeout(20)\nt=time.time()\n'
             'print(s.recv(100).decode().strip(), round(time.time()-t, 1))\n')
     out = run(['python3', '-c', code, v.pass_socket], user=ADMIN).stdout.split()
     check(len(out) == 2 and out[0] == 'malformed' and 1.5 <= float(out[1]) <= 10,
-          f'R-OUT-4: a client that stalls mid-request is answered "malformed" after 2 s ({out})')
+          f'R-OUT-1: a client that stalls mid-request is answered "malformed" after 2 s ({out})')
     p = set_passphrase(v, ADMIN, PASSV)
-    check(p.returncode == 0, f'R-OUT-4: a write-passphrase user sets one with --passphrase-fd ({p.stderr.strip()})')
+    check(p.returncode == 0, f'R-OUT-1: a write-passphrase user sets one with --passphrase-fd ({p.stderr.strip()})')
     # a malformed message after that does not take it away
-    check(raw_request(v, ADMIN, b'garbage!') == 'malformed', 'R-OUT-4: garbage after setting: malformed')
+    check(raw_request(v, ADMIN, b'garbage!') == 'malformed', 'R-OUT-1: garbage after setting: malformed')
     t0 = time.time()
     p = run(['cp', src, v.path('secret.txt')], user=ADMIN)
     cost = time.time() - t0
     print(f'# cp of {len(data)} bytes with passphrase output (scrypt log2 N 18): {cost:.2f} s')
     files = raw_files(raw)
     check(p.returncode == 0 and 'secret.txt.age' in files and 'secret.txt' not in files,
-          f'R-OUT-4: after mediactl passphrase the copy is stored as secret.txt.age ({p.stderr.strip()})')
+          f'R-OUT-1: after mediactl passphrase the copy is stored as secret.txt.age ({p.stderr.strip()})')
     stored = os.path.join(raw, 'secret.txt.age')
-    check(age_pass_open(stored, PASSV, tmp) == data, 'R-OUT-4: the reference age -d opens it with the passphrase')
+    check(age_pass_open(stored, PASSV, tmp) == data, 'R-OUT-1: the reference age -d opens it with the passphrase')
     check(age_open(ids, stored) != data and
           subprocess.run(['age', '-d', '-i', ids, stored], capture_output=True).returncode != 0,
-          'R-OUT-4: the organisation identity does not open a passphrase file')
-    check(age_pass_open(stored, PASSV2, tmp) is None, 'R-OUT-4: another passphrase does not open it')
+          'R-OUT-1: the organisation identity does not open a passphrase file')
+    check(age_pass_open(stored, PASSV2, tmp) is None, 'R-OUT-1: another passphrase does not open it')
     with open(stored, 'rb') as f:
         head = f.read(200)
-    check(b'-> scrypt ' in head and data[:20] not in head, 'R-OUT-4: an age scrypt file, no plaintext')
+    check(b'-> scrypt ' in head and data[:20] not in head, 'R-OUT-1: an age scrypt file, no plaintext')
     recs = file_records(pd, 'media.output', 'secret.txt')
     check(len(recs) == 1 and all(recs[0].get(k) not in (None, '') for k in FIELDS if k != 'source_path') and
           recs[0].get('form') == 'age-passphrase' and recs[0].get('stored_name') == 'secret.txt.age' and
@@ -725,7 +725,7 @@ def test_passphrase(pd, v, raw, ids, tmp):
     p = subprocess.run(as_user(ADMIN) + ['cat', v.path('secret.txt')], capture_output=True, timeout=120)
     print(f'# cat of it back through the view (scrypt at open): {time.time() - t0:.2f} s')
     check(p.returncode == 0 and p.stdout == data,
-          f'R-OUT-4, R-IN-1: reading it back through the view gives the plaintext ({p.returncode})')
+          f'R-OUT-1, R-IN-1: reading it back through the view gives the plaintext ({p.returncode})')
     recs = file_records(pd, 'media.input', 'secret.txt')
     check(len(recs) == 1 and recs[0].get('form') == 'age-passphrase' and recs[0].get('user') == ADMIN,
           f'R-EV-1: the input is recorded as age-passphrase ({recs})')
@@ -737,23 +737,23 @@ def test_passphrase(pd, v, raw, ids, tmp):
 
     # another passphrase user: cannot use admin's passphrase, neither to read nor to write
     p = subprocess.run(as_user(STAFF2) + ['cat', v.path('secret.txt')], capture_output=True, timeout=120)
-    check(p.returncode != 0 and p.stdout == b'', 'R-OUT-4: another user does not read it with no passphrase set')
+    check(p.returncode != 0 and p.stdout == b'', 'R-OUT-1: another user does not read it with no passphrase set')
     src2 = make_source(tmp, 'other.txt', b'staff2 file\n', owner=STAFF2)
     p = run(['cp', src2, v.path('other.txt')], user=STAFF2)
     check(p.returncode != 0 and 'Permission denied' in p.stderr,
-          'R-OUT-4: another passphrase user does not write with admin\'s passphrase')
+          'R-OUT-1: another passphrase user does not write with admin\'s passphrase')
     p = set_passphrase(v, STAFF2, PASSV2)
-    check(p.returncode == 0, 'R-OUT-4: staff2 sets a passphrase of its own')
+    check(p.returncode == 0, 'R-OUT-1: staff2 sets a passphrase of its own')
     p = subprocess.run(as_user(STAFF2) + ['cat', v.path('secret.txt')], capture_output=True, timeout=120)
-    check(p.returncode != 0 and p.stdout == b'', 'R-OUT-4: staff2\'s passphrase does not open admin\'s file')
+    check(p.returncode != 0 and p.stdout == b'', 'R-OUT-1: staff2\'s passphrase does not open admin\'s file')
     p = run(['cp', src2, v.path('other.txt')], user=STAFF2)
     other = os.path.join(raw, 'other.txt.age')
     check(p.returncode == 0 and age_pass_open(other, PASSV2, tmp) == b'staff2 file\n' and
           age_pass_open(other, PASSV, tmp) is None,
-          'R-OUT-4: staff2\'s file is encrypted to staff2\'s passphrase, not admin\'s')
+          'R-OUT-1: staff2\'s file is encrypted to staff2\'s passphrase, not admin\'s')
     p = subprocess.run(as_user(STAFF2) + ['cat', v.path('other.txt')], capture_output=True, timeout=120)
     check(p.returncode == 0 and p.stdout == b'staff2 file\n',
-          'R-OUT-4, R-IN-1: staff2 reads its own file back (so the refusal above was the passphrase\'s)')
+          'R-OUT-1, R-IN-1: staff2 reads its own file back (so the refusal above was the passphrase\'s)')
 
     # forgotten while a file is open for writing: its close is refused, nothing stays (fail closed)
     procs, go = hold_writers(v, tmp, ['held.txt'])
@@ -763,26 +763,26 @@ def test_passphrase(pd, v, raw, ids, tmp):
     recs = file_records(pd, 'media.output.refused', 'held.txt')
     check(p.returncode == 0 and out == 'error 13' and not any(n.startswith('held') for n in raw_files(raw)) and
           len(recs) == 1 and recs[0].get('reason') == 'no-passphrase',
-          f'R-OUT-4: passphrase forgotten before the close: EACCES, nothing stored, refusal recorded ({out} {recs})')
+          f'R-OUT-1: passphrase forgotten before the close: EACCES, nothing stored, refusal recorded ({out} {recs})')
     # on a terminal: asked twice without echo, two that differ keep nothing
     ctl = [shutil.which(as_user(ADMIN)[0])] + as_user(ADMIN)[1:] + [os.path.join(BUILD, 'mediactl', 'mediactl'),
                                                                     'passphrase', '--view-socket', v.pass_socket]
     rc, txt = run_pty(ctl, [PASSV, PASSV2])
     p = run(['cp', src, v.path('tty.txt')], user=ADMIN)
     check(rc == 2 and 'differ' in txt and PASSV not in txt and p.returncode != 0,
-          f'R-OUT-4: two passphrases that differ on the terminal: nothing sent, still refused ({rc})')
+          f'R-OUT-1: two passphrases that differ on the terminal: nothing sent, still refused ({rc})')
     rc, txt = run_pty(ctl, [PASSV, PASSV])
     p = run(['cp', src, v.path('tty.txt')], user=ADMIN)
     check(rc == 0 and PASSV not in txt and p.returncode == 0 and
           age_pass_open(os.path.join(raw, 'tty.txt.age'), PASSV, tmp) == data,
-          f'R-OUT-4: mediactl passphrase on a terminal asks twice without echo, and the view uses it ({rc} {txt!r})')
+          f'R-OUT-1: mediactl passphrase on a terminal asks twice without echo, and the view uses it ({rc} {txt!r})')
     # forgetting: the next copy is refused again
     p = set_passphrase(v, ADMIN, None, '--forget')
-    check(p.returncode == 0, f'R-OUT-4: --forget ({p.stderr.strip()})')
+    check(p.returncode == 0, f'R-OUT-1: --forget ({p.stderr.strip()})')
     p = run(['cp', src, v.path('again.txt')], user=ADMIN)
     recs = file_records(pd, 'media.output.refused', 'again.txt')
     check(p.returncode != 0 and not any(n.startswith('again') for n in raw_files(raw)) and
-          recs and recs[0].get('reason') == 'no-passphrase', 'R-OUT-4: after --forget the copy is refused again')
+          recs and recs[0].get('reason') == 'no-passphrase', 'R-OUT-1: after --forget the copy is refused again')
     # the right taken away takes the passphrase with it (fail closed)
     for gid in grant_ids(pd, STAFF2):
         pd.mediactl('grant', 'revoke', gid, '--key', key, '--passphrase-fd', '0', user=MANAGER, input=PASS,
@@ -795,7 +795,7 @@ def test_passphrase(pd, v, raw, ids, tmp):
     time.sleep(1)
     p = run(['cp', src2, v.path('other2.txt')], user=STAFF2)
     check(p.returncode != 0 and not any(n.startswith('other2') for n in raw_files(raw)),
-          'R-OUT-4: a passphrase right that ended took its passphrase with it (granted again: none held)')
+          'R-OUT-1: a passphrase right that ended took its passphrase with it (granted again: none held)')
 
 
 class SecondView:
@@ -829,38 +829,38 @@ class SecondView:
 
 
 def test_passphrase_unsafe_dir(v, tmp, raw):
-    """R-OUT-4, fail closed: a socket directory others may write to is not used; nobody can
+    """R-OUT-1, fail closed: a socket directory others may write to is not used; nobody can
     hand that view a passphrase, so its passphrase output is refused."""
     bad = os.path.join(tmp, 'badrun')
     os.mkdir(bad)
     os.chmod(bad, 0o777)
     with SecondView(v, tmp, 'view2', os.path.join(bad, 'x.sock')) as v2:
         check(not os.path.exists(v2.pass_socket) and mount_info(v2.mp)[0] is not None,
-              'R-OUT-4: a world-writable socket directory: the view serves, but takes no passphrase')
+              'R-OUT-1: a world-writable socket directory: the view serves, but takes no passphrase')
         src = make_source(tmp, 'unsafe.txt', b'no passphrase possible\n', owner=ADMIN)
         p = run(['cp', src, v2.path('unsafe.txt')], user=ADMIN)
         check(p.returncode != 0 and 'Permission denied' in p.stderr and
               not any(n.startswith('unsafe') for n in raw_files(raw)),
-              f'R-OUT-4: ...and its passphrase output is refused ({p.stderr.strip()})')
+              f'R-OUT-1: ...and its passphrase output is refused ({p.stderr.strip()})')
 
 
 def test_passphrase_ttl(v, tmp, raw):
-    """R-OUT-4: a held passphrase is forgotten after the time limit (8 h; 8 s here)."""
+    """R-OUT-1: a held passphrase is forgotten after the time limit (8 h; 8 s here)."""
     with SecondView(v, tmp, 'view3', os.path.join(tmp, 'run', 'ttl.sock'), ['--pass-ttl', '8']) as v3:
         src = make_source(tmp, 'ttl.txt', b'kept for a while\n', owner=ADMIN)
         t_set = time.time()
         p = set_passphrase(v3, ADMIN, PASSV)
         c = run(['cp', src, v3.path('ttl1.txt')], user=ADMIN)
         check(p.returncode == 0 and c.returncode == 0 and 'ttl1.txt.age' in raw_files(raw),
-              f'R-OUT-4: within the time limit the passphrase is used ({p.stderr.strip()} {c.stderr.strip()})')
+              f'R-OUT-1: within the time limit the passphrase is used ({p.stderr.strip()} {c.stderr.strip()})')
         time.sleep(max(0, t_set + 9 - time.time()))
         c = run(['cp', src, v3.path('ttl2.txt')], user=ADMIN)
         check(c.returncode != 0 and 'Permission denied' in c.stderr and
               not any(n.startswith('ttl2') for n in raw_files(raw)),
-              f'R-OUT-4: after the time limit it is forgotten: EACCES ({c.stderr.strip()})')
+              f'R-OUT-1: after the time limit it is forgotten: EACCES ({c.stderr.strip()})')
     p = run([VIEW, '--raw', raw, '--mountpoint', '/nonexistent', '--medium', 'X', '--vendor', 'v', '--product', 'p',
              '--serial', 's', '--port', '1', '--pass-ttl', str(8 * 3600 + 1)])
-    check(p.returncode == 2, 'R-OUT-4: a time limit above 8 h is refused')
+    check(p.returncode == 2, 'R-OUT-1: a time limit above 8 h is refused')
 
 
 def test_agent_spawn(pd, tmp, mdir, name, keys):
@@ -880,7 +880,7 @@ def test_agent_spawn(pd, tmp, mdir, name, keys):
         if no == MEDIUM:
             sock = '/run/mamori-agent/view/' + MEDIUM + '.sock'
             check(os.path.exists(sock) and stat.S_ISSOCK(os.stat(sock).st_mode),
-                  f'R-OUT-4: the agent gives the view its passphrase socket at {sock}')
+                  f'R-OUT-1: the agent gives the view its passphrase socket at {sock}')
             src = make_source(tmp, 'agent.txt', b'through the agent\n')
             c = run(['cp', src, os.path.join(mp, 'agent.txt')], user=STAFF)
             check(c.returncode == 0 and os.path.exists(os.path.join(mdir, name, 'agent.txt.age')),
