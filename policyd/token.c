@@ -109,6 +109,16 @@ static int exec_text(sqlite3 *db, const char *sql, const char *const *params, si
         return r;
 }
 
+/* Ends the "token" savepoint: kept if r >= 0, else rolled back, the row with its record
+ * (R-EV-6). Returns r. */
+static int token_savepoint_end(sqlite3 *db, int r)
+{
+        if (r < 0)
+                (void)media_exec(db, "ROLLBACK TO token");
+        (void)media_exec(db, "RELEASE token");
+        return r;
+}
+
 static int handle_register(server *srv, conn *c, const mamori_msg *req)
 {
         const char *no, *user, *vendor, *product, *serial, *why = NULL;
@@ -145,12 +155,8 @@ static int handle_register(server *srv, conn *c, const mamori_msg *req)
         if (r >= 0)
                 r = server_evidence(srv, "token.register", conn_uid(c), "token", no, "user", user, "vendor", vendor,
                                     "product", product, "serial", serial, "by_uid", uid, NULL);
-        if (r < 0) { /* neither the row nor the record (R-EV-6) */
-                (void)media_exec(db, "ROLLBACK TO token");
-                (void)media_exec(db, "RELEASE token");
+        if (token_savepoint_end(db, r) < 0) /* neither the row nor the record */
                 return conn_reply(c, req->type, MAMORI_E_STORAGE, "could not be stored");
-        }
-        (void)media_exec(db, "RELEASE token");
         conn_hold_for_commit(c);
         return conn_reply(c, req->type, MAMORI_OK, NULL);
 }
@@ -175,12 +181,8 @@ static int handle_retire(server *srv, conn *c, const mamori_msg *req)
                           p_up, 2) == SQLITE_DONE ? 0 : -EIO;
         if (r >= 0)
                 r = server_evidence(srv, "token.retire", conn_uid(c), "token", no, "by_uid", uid, NULL);
-        if (r < 0) {
-                (void)media_exec(db, "ROLLBACK TO token");
-                (void)media_exec(db, "RELEASE token");
+        if (token_savepoint_end(db, r) < 0)
                 return conn_reply(c, req->type, MAMORI_E_STORAGE, "could not be stored");
-        }
-        (void)media_exec(db, "RELEASE token");
         for (size_t i = n_plugged; i-- > 0;) /* a retired token no longer lets anyone in */
                 if (streq(plugged[i].no, no))
                         forget(i);

@@ -117,13 +117,7 @@ class Policyd:
         raise RuntimeError('policyd did not come up')
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def kill(self):
@@ -175,6 +169,17 @@ def done():
     """Ends a test script with the plain closing line and the exit code."""
     print(f'{len(PASSED)} passed, {len(FAILURES)} failed')
     sys.exit(1 if FAILURES else 0)
+
+
+def stop_process(proc, timeout=20):
+    """SIGTERM, then SIGKILL after timeout seconds; nothing if proc is None or has ended."""
+    if proc and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def run_pty(argv, answers, env=None, timeout=120):

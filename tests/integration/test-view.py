@@ -23,7 +23,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mamori_test import BUILD, Policyd, as_user, check, done, run_pty  # noqa: E402
+from mamori_test import BUILD, Policyd, as_user, check, done, run_pty, stop_process  # noqa: E402
 
 VIEW = os.path.join(BUILD, 'agent', 'mamori-view')
 TOOL = os.path.join(BUILD, 'agent', 'mamori-agent-testtool')
@@ -113,13 +113,7 @@ class View:
             time.sleep(0.05)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         subprocess.run(['umount', '-l', self.mp], capture_output=True)
 
     def path(self, *p):
@@ -819,12 +813,7 @@ class SecondView:
         return self
 
     def __exit__(self, *exc):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         subprocess.run(['umount', '-l', self.mp], capture_output=True)
 
 

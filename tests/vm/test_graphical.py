@@ -35,15 +35,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mamori_vm import check, run_scenarios  # noqa: E402
-from test_idle import as_user, find_record, last_seq, records, wait_record  # noqa: E402
+from test_idle import (CONFIG_PATH, MEDIACTL, MODULE, SOURCE, as_user, find_record, last_seq,  # noqa: E402
+                       records, wait_record)
 from test_idle import failures as idle_failures  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE = os.environ.get("MAMORI_SOURCE_ROOT") or os.path.join(HERE, "..", "..")
-BUILD = os.path.abspath(os.environ.get("MAMORI_BUILD_ROOT") or os.path.join(SOURCE, "build"))
-MEDIACTL = os.path.join(BUILD, "mediactl", "mediactl")
-MODULE = os.path.join(BUILD, "pam_module", "pam_mamori.so")
-CONFIG_PATH = "/usr/local/etc/mamori/mamori.conf"
 TIMEOUT = 15
 LOCKER_WAIT = 2.5  # agent/idle.c LOCKER_WAIT_US
 USER, PASSWORD = "guiuser", "Gui#Pass7"

@@ -178,6 +178,18 @@ def verify_chain(vm):
     check(r.rc == 0, "mediactl verify: the evidence chain is intact: %r %r", r.stdout, r.stderr)
 
 
+def nothing_left(vm, st, img, failed, kept, mark):
+    """After a failed copy (R-EV-9): no record of the failed file, the one before it still
+    recorded, the chain intact; the stick pulled, its image holds only the kept file
+    (encrypted) and no plaintext of the failed one."""
+    check(outputs(vm, failed) == 0 and outputs(vm, kept) == 1,
+          "records: %s %d (want 0), %s %d (want 1)", failed, outputs(vm, failed), kept, outputs(vm, kept))
+    verify_chain(vm)
+    names, raw = image_after_pull(vm, st, img)
+    check(names == [kept + ".age"], "files on the image: %r", names)
+    check(mark not in raw, "no plaintext of %s on the image", failed)
+
+
 def full_mid_copy(vm):
     """R-EV-9 on a real stick filled up mid-copy: a 16 MiB vfat stick holds one small
     file; a 24 MiB file copied after it fails with ENOSPC, leaves no plaintext and no
@@ -190,12 +202,7 @@ def full_mid_copy(vm):
            check=True)
     r = vm.run(as_user(vm, "mamori-t-staff") + ["cp", "/tmp/staff/huge.txt", VIEW + "/huge.txt"])
     check(r.rc != 0 and "No space left" in r.stderr, "the writer gets ENOSPC: rc %d %r", r.rc, r.stderr)
-    check(outputs(vm, "huge.txt") == 0 and outputs(vm, "keep.txt") == 1,
-          "no transfer recorded for the file that did not fit; the small file's record is there")
-    verify_chain(vm)
-    names, raw = image_after_pull(vm, st, img)
-    check(names == ["keep.txt.age"], "files on the filled image: %r", names)
-    check(b"FULLMARK-" not in raw, "no plaintext of the big file on the image")
+    nothing_left(vm, st, img, "huge.txt", "keep.txt", b"FULLMARK-")
 
 
 def policyd_stopped_mid_copy(vm):
@@ -210,12 +217,7 @@ def policyd_stopped_mid_copy(vm):
     out = finish_writer(vm, "late.bin")
     check(out == "error 5", "policyd stopped: the close fails with EIO: %r", out)
     vm.run(["systemctl", "start", "mamori-policyd.socket"], check=True)
-    check(outputs(vm, "late.bin") == 0 and outputs(vm, "before.txt") == 1,
-          "no transfer recorded for the file whose record could not be stored; the one before is there")
-    verify_chain(vm)
-    names, raw = image_after_pull(vm, st, img)
-    check(names == ["before.txt.age"], "files on the image: %r", names)
-    check(b"STOPMARK-" not in raw, "no plaintext of the unrecorded file on the image")
+    nothing_left(vm, st, img, "late.bin", "before.txt", b"STOPMARK-")
 
 
 def org_keys():
